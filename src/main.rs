@@ -1,0 +1,62 @@
+//! cordon's entry point: arguments → subcommand → exit code.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cordon",
+    version,
+    about = "Keeps an AI agent on zero-trust rails: allowlisted egress, audited decisions."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (and admin listener) until SIGTERM or SIGINT.
+    #[command(after_help = "Example:\n  cordon serve --config examples/cordon.yaml")]
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config and print the effective policy (exit 0, or 2 with the problem).
+    #[command(after_help = "Example:\n  cordon check --config examples/cordon.yaml")]
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Work with audit trails.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain (exit 0 intact, 1 broken with the first bad seq, 2 unreadable).
+    #[command(after_help = "Example:\n  cordon audit verify /var/log/cordon/audit.jsonl")]
+    Verify { file: PathBuf },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Serve { config } => cordon::cli::serve::run(&config),
+        Command::Check { config } => cordon::cli::check::run(&config),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => cordon::cli::audit::verify(&file),
+    };
+    std::process::exit(code);
+}
