@@ -21,6 +21,9 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: PathBuf,
+        /// Log line format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: cordon::cli::LogFormat,
     },
     /// Validate a config and print the effective policy (exit 0, or 2 with the problem).
     #[command(after_help = "Example:\n  cordon check --config examples/cordon.yaml")]
@@ -52,7 +55,7 @@ fn main() {
         }
     };
     let code = match cli.command {
-        Command::Serve { config } => cordon::cli::serve::run(&config),
+        Command::Serve { config, log_format } => cordon::cli::serve::run(&config, log_format),
         Command::Check { config } => cordon::cli::check::run(&config),
         Command::Audit {
             command: AuditCommand::Verify { file },

@@ -1,1 +1,76 @@
-//! Prometheus metrics served on the admin listener.
+//! Prometheus metrics served on the admin listener (SPEC §10 names).
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Every metric cordon exports, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `cordon_requests_total{decision,reason}`.
+    pub requests: IntCounterVec,
+    /// `cordon_request_duration_seconds{decision}`.
+    pub request_duration: HistogramVec,
+    /// `cordon_audit_records_total`.
+    pub audit_records: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "cordon_requests_total",
+                "Proxy decisions by outcome and reason.",
+            ),
+            &["decision", "reason"],
+        )
+        .expect("static metric definition");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "cordon_request_duration_seconds",
+                "Time from request head to the end of the response.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["decision"],
+        )
+        .expect("static metric definition");
+        let audit_records = IntCounter::new(
+            "cordon_audit_records_total",
+            "Audit records written to the trail.",
+        )
+        .expect("static metric definition");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(audit_records.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            audit_records,
+        }
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

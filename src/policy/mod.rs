@@ -84,6 +84,7 @@ impl DenyReason {
         !matches!(
             self,
             DenyReason::MalformedRequest
+                | DenyReason::TlsRequired
                 | DenyReason::DnsFailure
                 | DenyReason::UpstreamUnreachable
                 | DenyReason::AuditUnavailable

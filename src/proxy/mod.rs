@@ -1,1 +1,179 @@
-//! The agent-facing HTTP proxy.
+//! The agent-facing HTTP proxy: accept → destination → decide → dial the checked address →
+//! forward → record. `handler` reads as that sequence for plain HTTP, `connect` for tunnels.
+
+pub mod admin;
+pub mod connect;
+pub mod exchange;
+pub mod handler;
+
+use crate::audit::AuditHandle;
+use crate::config::{Agent, Config, Mode};
+use crate::metrics::Metrics;
+use crate::net::Resolver;
+use crate::policy::Policy;
+use exchange::Counted;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// The longest request head cordon reads; larger heads get 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long a client may take to send a request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The upstream client for plain HTTP; its URIs always carry the checked IP address.
+pub type UpstreamClient = Client<HttpConnector, Counted<Incoming>>;
+
+/// Everything a request needs, built once from the config.
+pub struct State {
+    pub agent: Agent,
+    pub mode: Mode,
+    pub policy: Policy,
+    pub policy_hash: String,
+    pub resolver: Resolver,
+    pub client: UpstreamClient,
+    pub audit: AuditHandle,
+    pub metrics: Metrics,
+    pub drain: Drain,
+    id_prefix: u32,
+    id_counter: AtomicU64,
+}
+
+impl State {
+    /// Builds the proxy state from a validated config.
+    pub fn new(config: &Config, resolver: Resolver, audit: AuditHandle, metrics: Metrics) -> State {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(crate::net::CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .http1_preserve_header_case(true)
+            .build(connector);
+        let mut seed = [0u8; 4];
+        // Decision ids only need to be unique per process; a clock fallback is fine.
+        if getrandom::fill(&mut seed).is_err() {
+            seed = (std::process::id()
+                ^ std::time::SystemTime::UNIX_EPOCH
+                    .elapsed()
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0))
+            .to_le_bytes();
+        }
+        State {
+            agent: config.agent.clone(),
+            mode: config.mode,
+            policy: config.policy.clone(),
+            policy_hash: config.policy_hash.clone(),
+            resolver,
+            client,
+            audit,
+            metrics,
+            drain: Drain::default(),
+            id_prefix: u32::from_le_bytes(seed),
+            id_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A new decision id, unique within this process and unlikely to repeat across restarts.
+    pub fn next_decision_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        format!("d-{:08x}{:010x}", self.id_prefix, n)
+    }
+}
+
+/// Counts connections and tunnels still running, so shutdown can wait for them.
+#[derive(Default)]
+pub struct Drain {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a connection or tunnel task; dropping it marks the task done.
+pub struct DrainGuard(Arc<State>);
+
+impl Drain {
+    /// Registers a running task.
+    pub fn enter(state: &Arc<State>) -> DrainGuard {
+        state.drain.active.fetch_add(1, Ordering::SeqCst);
+        DrainGuard(state.clone())
+    }
+
+    /// Waits until no task is running or `limit` has passed; returns the number left.
+    pub async fn wait(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            let left = self.active.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active.load(Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.0.drain.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drain.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accepts agent connections until `shutdown` turns true; each connection then finishes
+/// its current request and closes.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _guard = Drain::enter(&state);
+            let service_state = state.clone();
+            let service =
+                hyper::service::service_fn(move |req| handler::handle(service_state.clone(), req));
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(128)
+                .preserve_header_case(true);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(err) = result {
+                handler::connection_error(&state, peer, &err);
+            }
+        });
+    }
+}
