@@ -4,6 +4,7 @@
 
 use super::connect;
 use super::exchange::{Counted, Exchange, Metered, ProxyBody};
+use super::framing::ConnFlags;
 use super::State;
 use crate::audit::Record;
 use crate::net::{permitted, AddrClass};
@@ -14,7 +15,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Longest `X-Cordon-Intent` kept in the record.
@@ -23,6 +24,7 @@ const MAX_INTENT: usize = 256;
 /// Handles one request from the agent; never fails (a refusal is a response).
 pub async fn handle(
     state: Arc<State>,
+    conn: Arc<ConnFlags>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut ex = Exchange::new(state, req.method().as_str());
@@ -31,6 +33,12 @@ pub async fn handle(
         return Ok(ex.deny(
             DenyReason::AuditUnavailable,
             "the audit trail cannot be written; cordon refuses all traffic until it can",
+        ));
+    }
+    if conn.conflicting_framing.load(Ordering::SeqCst) {
+        return Ok(ex.deny(
+            DenyReason::MalformedRequest,
+            "a request may not carry both Content-Length and Transfer-Encoding",
         ));
     }
     if req.method() == Method::CONNECT {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod connect;
 pub mod exchange;
+pub mod framing;
 pub mod handler;
 
 use crate::audit::AuditHandle;
