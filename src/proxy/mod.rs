@@ -151,9 +151,13 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _guard = Drain::enter(&state);
+            // The watcher sees each head before hyper does, so its flag is set in time.
+            let flags = Arc::new(framing::ConnFlags::default());
+            let stream = framing::Watched::new(stream, flags.clone(), MAX_HEAD_BYTES);
             let service_state = state.clone();
-            let service =
-                hyper::service::service_fn(move |req| handler::handle(service_state.clone(), req));
+            let service = hyper::service::service_fn(move |req| {
+                handler::handle(service_state.clone(), flags.clone(), req)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
