@@ -1,5 +1,9 @@
-//! The audit trail: one hash-chained JSON Lines record per decision, written by one task.
+//! The audit trail: one hash-chained JSON Lines record per decision, written by one thread.
+//!
+//! [`chain`] defines the canonical form each record's hash is computed over, so that
+//! trails can be checked with other tools as well as with `cordon audit verify`.
 
+pub mod chain;
 pub mod record;
 pub mod sink;
 pub mod verify;
