@@ -7,6 +7,7 @@ pub use host::{canonical_host, HostError, HostPattern};
 pub use path::{normalize_path, PathError, PathPattern};
 
 use ipnet::IpNet;
+use std::collections::HashMap;
 
 /// Why a request was refused. The wire names form the closed list documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,20 +112,28 @@ pub struct RequestRule {
 /// One standing allow: host pattern, ports, optional method/path rules, allowed special IPs.
 #[derive(Debug, Clone)]
 pub struct EgressEntry {
+    /// Which hosts the entry covers.
     pub host: HostPattern,
+    /// Destination ports allowed for those hosts.
     pub ports: Vec<u16>,
     /// Empty means any method and path.
     pub rules: Vec<RequestRule>,
+    /// Non-public addresses this entry may dial anyway.
     pub allow_ips: Vec<IpNet>,
+    /// How tunnels to these hosts are carried.
     pub tls: TlsMode,
 }
 
 /// One boundary rule; every present field must match for the rule to deny.
 #[derive(Debug, Clone)]
 pub struct DenyEntry {
+    /// Which hosts the boundary covers.
     pub host: HostPattern,
+    /// Ports it covers; `None` means all.
     pub ports: Option<Vec<u16>>,
+    /// Upper-case methods it covers; `None` means all.
     pub methods: Option<Vec<String>>,
+    /// Path patterns it covers; `None` means all.
     pub paths: Option<Vec<PathPattern>>,
 }
 
@@ -133,7 +142,9 @@ pub struct DenyEntry {
 pub struct Target<'a> {
     /// Canonical host (see [`canonical_host`]).
     pub host: &'a str,
+    /// Destination port.
     pub port: u16,
+    /// Request method, upper-case as sent.
     pub method: Option<&'a str>,
     /// Normalised path (see [`normalize_path`]), without the query.
     pub path: Option<&'a str>,
@@ -148,18 +159,64 @@ pub enum Decision {
     Deny { reason: DenyReason, hint: String },
 }
 
+/// Indices of the deny and egress entries that name one host or one wildcard suffix, each
+/// list ascending so its first match is its earliest.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    deny: Vec<usize>,
+    egress: Vec<usize>,
+}
+
+/// Entries keyed by the host they can match, so a decision costs a few hash lookups
+/// (the host, then each of its dot-suffixes) instead of a scan over every rule.
+#[derive(Debug, Clone, Default)]
+struct HostIndex {
+    /// Exact host → entries.
+    exact: HashMap<String, Bucket>,
+    /// Wildcard suffix, with its leading dot → entries.
+    wildcard: HashMap<String, Bucket>,
+}
+
+impl HostIndex {
+    fn bucket_mut(&mut self, pattern: &HostPattern) -> &mut Bucket {
+        match pattern {
+            HostPattern::Exact(host) => self.exact.entry(host.clone()).or_default(),
+            HostPattern::Wildcard(suffix) => self.wildcard.entry(suffix.clone()).or_default(),
+        }
+    }
+
+    /// Every bucket whose pattern matches `host`: the exact one, then one per suffix.
+    fn buckets<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Bucket> + 'a {
+        let suffixes = host
+            .match_indices('.')
+            .filter_map(move |(at, _)| self.wildcard.get(&host[at..]));
+        self.exact.get(host).into_iter().chain(suffixes)
+    }
+}
+
 /// The compiled standing policy: deny boundary plus egress allowlist.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     egress: Vec<EgressEntry>,
     deny: Vec<DenyEntry>,
+    index: HostIndex,
 }
 
 impl Policy {
     /// Compiles the rules; order is kept (first match wins).
     pub fn new(egress: Vec<EgressEntry>, deny: Vec<DenyEntry>) -> Policy {
-        let _ = (&egress, &deny);
-        todo!("policy: index rules")
+        let mut index = HostIndex::default();
+        for (i, entry) in deny.iter().enumerate() {
+            index.bucket_mut(&entry.host).deny.push(i);
+        }
+        for (i, entry) in egress.iter().enumerate() {
+            index.bucket_mut(&entry.host).egress.push(i);
+        }
+        Policy {
+            egress,
+            deny,
+            index,
+        }
     }
 
     /// The egress entries, in config order.
@@ -174,7 +231,500 @@ impl Policy {
 
     /// Decides one target: deny rules, then egress rules, else `not_allowed`.
     pub fn decide(&self, target: &Target<'_>) -> Decision {
-        let _ = target;
-        todo!("policy: decide")
+        // One walk over the host's buckets finds both the first boundary and the first
+        // allow; each bucket list is ascending, so the minimum over buckets is the first
+        // match in config order.
+        let mut first_deny: Option<usize> = None;
+        let mut first_allow: Option<usize> = None;
+        for bucket in self.index.buckets(target.host) {
+            if let Some(i) = bucket
+                .deny
+                .iter()
+                .copied()
+                .find(|&i| deny_matches(&self.deny[i], target))
+            {
+                first_deny = Some(first_deny.map_or(i, |d| d.min(i)));
+            }
+            if first_deny.is_some() {
+                continue;
+            }
+            if let Some(i) = bucket
+                .egress
+                .iter()
+                .copied()
+                .take_while(|&i| first_allow.is_none_or(|a| i < a))
+                .find(|&i| egress_matches(&self.egress[i], target))
+            {
+                first_allow = Some(i);
+            }
+        }
+        if let Some(i) = first_deny {
+            return Decision::Deny {
+                reason: DenyReason::Boundary,
+                hint: format!("denied by deny[{i}]"),
+            };
+        }
+        match first_allow {
+            Some(rule) => Decision::Allow { rule },
+            None => Decision::Deny {
+                reason: DenyReason::NotAllowed,
+                hint: self.miss_hint(target),
+            },
+        }
+    }
+
+    /// Explains a miss by the closest thing that did match; only built on the deny path.
+    fn miss_hint(&self, target: &Target<'_>) -> String {
+        let host = target.host;
+        let mut by_host = Vec::new();
+        for bucket in self.index.buckets(host) {
+            by_host.extend(bucket.egress.iter().map(|&i| &self.egress[i]));
+        }
+        if by_host.is_empty() {
+            return format!("no egress rule allows {host}");
+        }
+        let by_port: Vec<&EgressEntry> = by_host
+            .iter()
+            .copied()
+            .filter(|e| e.ports.contains(&target.port))
+            .collect();
+        if by_port.is_empty() {
+            let mut ports: Vec<u16> = by_host
+                .iter()
+                .flat_map(|e| e.ports.iter().copied())
+                .collect();
+            ports.sort_unstable();
+            ports.dedup();
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            return format!(
+                "port {} is not allowed for {host} (allowed: {})",
+                target.port,
+                ports.join(", ")
+            );
+        }
+        match (target.method, target.path) {
+            (None, None) => {
+                format!("method/path rules for {host} cannot be enforced on a passthrough tunnel")
+            }
+            (method, path) => format!(
+                "no rule allows {} {} on {host}",
+                method.unwrap_or("(any method)"),
+                path.unwrap_or("(any path)")
+            ),
+        }
+    }
+}
+
+fn any_path(patterns: &[PathPattern], path: &str) -> bool {
+    patterns.iter().any(|p| p.matches(path))
+}
+
+fn has_method(methods: &[String], method: &str) -> bool {
+    methods.iter().any(|m| m == method)
+}
+
+/// A boundary field the request does not expose (inside a passthrough tunnel) counts as
+/// matched: cordon cannot tell the forbidden part from the rest, so the whole tunnel closes.
+fn deny_matches(entry: &DenyEntry, target: &Target<'_>) -> bool {
+    entry.host.matches(target.host)
+        && entry
+            .ports
+            .as_ref()
+            .is_none_or(|p| p.contains(&target.port))
+        && match (&entry.methods, target.method) {
+            (Some(methods), Some(method)) => has_method(methods, method),
+            _ => true,
+        }
+        && match (&entry.paths, target.path) {
+            (Some(paths), Some(path)) => any_path(paths, path),
+            _ => true,
+        }
+}
+
+/// An allow field the request does not expose counts as unmatched: a method/path rule
+/// cannot be enforced on bytes cordon does not see.
+fn egress_matches(entry: &EgressEntry, target: &Target<'_>) -> bool {
+    entry.host.matches(target.host)
+        && entry.ports.contains(&target.port)
+        && (entry.rules.is_empty() || entry.rules.iter().any(|r| rule_matches(r, target)))
+}
+
+fn rule_matches(rule: &RequestRule, target: &Target<'_>) -> bool {
+    let method_ok = match (&rule.methods, target.method) {
+        (None, _) => true,
+        (Some(methods), Some(method)) => has_method(methods, method),
+        (Some(_), None) => false,
+    };
+    method_ok
+        && match (&rule.paths, target.path) {
+            (None, _) => true,
+            (Some(paths), Some(path)) => any_path(paths, path),
+            (Some(_), None) => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(methods: Option<&[&str]>, paths: Option<&[&str]>) -> RequestRule {
+        RequestRule {
+            methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            paths: paths.map(|p| p.iter().map(|s| PathPattern::parse(s).unwrap()).collect()),
+        }
+    }
+
+    fn egress(host: &str, ports: &[u16], rules: Vec<RequestRule>) -> EgressEntry {
+        EgressEntry {
+            host: HostPattern::parse(host).unwrap(),
+            ports: ports.to_vec(),
+            rules,
+            allow_ips: Vec::new(),
+            tls: TlsMode::Passthrough,
+        }
+    }
+
+    fn deny(
+        host: &str,
+        ports: Option<&[u16]>,
+        methods: Option<&[&str]>,
+        paths: Option<&[&str]>,
+    ) -> DenyEntry {
+        let r = rule(methods, paths);
+        DenyEntry {
+            host: HostPattern::parse(host).unwrap(),
+            ports: ports.map(<[u16]>::to_vec),
+            methods: r.methods,
+            paths: r.paths,
+        }
+    }
+
+    fn req<'a>(host: &'a str, port: u16, method: &'a str, path: &'a str) -> Target<'a> {
+        Target {
+            host,
+            port,
+            method: Some(method),
+            path: Some(path),
+        }
+    }
+
+    fn tunnel(host: &str, port: u16) -> Target<'_> {
+        Target {
+            host,
+            port,
+            method: None,
+            path: None,
+        }
+    }
+
+    fn allowed(rule: usize) -> Decision {
+        Decision::Allow { rule }
+    }
+
+    fn reason(d: &Decision) -> Option<DenyReason> {
+        match d {
+            Decision::Allow { .. } => None,
+            Decision::Deny { reason, .. } => Some(*reason),
+        }
+    }
+
+    fn hint(d: &Decision) -> &str {
+        match d {
+            Decision::Allow { .. } => panic!("expected a deny, got {d:?}"),
+            Decision::Deny { hint, .. } => hint,
+        }
+    }
+
+    fn sample() -> Policy {
+        Policy::new(
+            vec![
+                egress(
+                    "api.openai.com",
+                    &[443],
+                    vec![rule(
+                        Some(&["POST"]),
+                        Some(&["/v1/chat/completions", "/v1/responses"]),
+                    )],
+                ),
+                egress("*.pypi.org", &[443], vec![]),
+                egress(
+                    "api.github.com",
+                    &[443],
+                    vec![
+                        rule(Some(&["GET"]), None),
+                        rule(Some(&["POST"]), Some(&["/repos/*/*/pulls"])),
+                    ],
+                ),
+                egress("*.example.com", &[443, 8443], vec![]),
+                egress("a.example.com", &[443], vec![]),
+                egress("*.b.example.com", &[443], vec![]),
+                egress("127.0.0.1", &[8080], vec![]),
+            ],
+            vec![
+                deny("iam.amazonaws.com", None, None, None),
+                deny("api.github.com", None, Some(&["DELETE"]), None),
+                deny("api.github.com", None, None, Some(&["/repos/*/*/hooks/**"])),
+                deny("*.internal.example.com", Some(&[443]), None, None),
+            ],
+        )
+    }
+
+    #[test]
+    fn exact_host_with_method_and_path_rules() {
+        let p = sample();
+        let host = "api.openai.com";
+        assert_eq!(
+            p.decide(&req(host, 443, "POST", "/v1/responses")),
+            allowed(0)
+        );
+        let d = p.decide(&req(host, 443, "GET", "/v1/responses"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+        assert_eq!(
+            hint(&d),
+            "no rule allows GET /v1/responses on api.openai.com"
+        );
+        let d = p.decide(&req(host, 443, "POST", "/v1/responses/x"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+        // Methods are compared against the upper-case config values as sent.
+        let d = p.decide(&req(host, 443, "post", "/v1/responses"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+    }
+
+    #[test]
+    fn unknown_host_is_not_allowed() {
+        let p = sample();
+        let d = p.decide(&req("api.evil.com", 443, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+        assert_eq!(hint(&d), "no egress rule allows api.evil.com");
+        let d = Policy::default().decide(&req("api.openai.com", 443, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+    }
+
+    #[test]
+    fn wildcard_hosts() {
+        let p = sample();
+        assert_eq!(
+            p.decide(&req("files.pypi.org", 443, "GET", "/x")),
+            allowed(1)
+        );
+        assert_eq!(p.decide(&req("a.b.pypi.org", 443, "GET", "/x")), allowed(1));
+        for host in ["pypi.org", "evilpypi.org", "pypi.org.evil.net"] {
+            let d = p.decide(&req(host, 443, "GET", "/x"));
+            assert_eq!(reason(&d), Some(DenyReason::NotAllowed), "{host}");
+        }
+    }
+
+    #[test]
+    fn first_match_wins_across_exact_and_wildcard() {
+        let p = sample();
+        // `*.example.com` (3) precedes both `a.example.com` (4) and `*.b.example.com` (5).
+        assert_eq!(p.decide(&req("a.example.com", 443, "GET", "/")), allowed(3));
+        assert_eq!(
+            p.decide(&req("x.b.example.com", 443, "GET", "/")),
+            allowed(3)
+        );
+        let p = Policy::new(
+            vec![
+                egress("*.b.example.com", &[443], vec![]),
+                egress("a.b.example.com", &[443], vec![]),
+                egress("*.example.com", &[443], vec![]),
+                egress("a.b.example.com", &[80], vec![]),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            p.decide(&req("a.b.example.com", 443, "GET", "/")),
+            allowed(0)
+        );
+        assert_eq!(
+            p.decide(&req("a.b.example.com", 80, "GET", "/")),
+            allowed(3)
+        );
+        assert_eq!(p.decide(&req("c.example.com", 443, "GET", "/")), allowed(2));
+        // A later entry wins when the earlier one does not match the request.
+        let p = Policy::new(
+            vec![
+                egress("api.github.com", &[443], vec![rule(Some(&["GET"]), None)]),
+                egress("*.github.com", &[443], vec![rule(Some(&["POST"]), None)]),
+                egress("api.github.com", &[443], vec![]),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            p.decide(&req("api.github.com", 443, "GET", "/")),
+            allowed(0)
+        );
+        assert_eq!(
+            p.decide(&req("api.github.com", 443, "POST", "/")),
+            allowed(1)
+        );
+        assert_eq!(
+            p.decide(&req("api.github.com", 443, "PUT", "/")),
+            allowed(2)
+        );
+    }
+
+    #[test]
+    fn ports() {
+        let p = sample();
+        assert_eq!(
+            p.decide(&req("x.example.com", 8443, "GET", "/")),
+            allowed(3)
+        );
+        let d = p.decide(&req("x.example.com", 8080, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+        assert_eq!(
+            hint(&d),
+            "port 8080 is not allowed for x.example.com (allowed: 443, 8443)"
+        );
+        let d = p.decide(&req("api.openai.com", 8443, "POST", "/v1/responses"));
+        assert_eq!(
+            hint(&d),
+            "port 8443 is not allowed for api.openai.com (allowed: 443)"
+        );
+        assert_eq!(p.decide(&req("127.0.0.1", 8080, "GET", "/")), allowed(6));
+        let d = p.decide(&req("127.0.0.1", 80, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+    }
+
+    #[test]
+    fn deny_beats_egress() {
+        let p = sample();
+        let gh = "api.github.com";
+        assert_eq!(
+            p.decide(&req(gh, 443, "GET", "/repos/acme/web")),
+            allowed(2)
+        );
+        let d = p.decide(&req(gh, 443, "DELETE", "/repos/acme/web"));
+        assert_eq!(reason(&d), Some(DenyReason::Boundary));
+        assert_eq!(hint(&d), "denied by deny[1]");
+        // Allowed by egress[2] (GET any path), yet inside the hooks boundary.
+        let d = p.decide(&req(gh, 443, "GET", "/repos/acme/web/hooks/1"));
+        assert_eq!(reason(&d), Some(DenyReason::Boundary));
+        assert_eq!(hint(&d), "denied by deny[2]");
+        assert_eq!(
+            p.decide(&req(gh, 443, "GET", "/repos/acme/web/hookshot")),
+            allowed(2)
+        );
+        // Port-limited boundary over a wildcard that egress[3] otherwise allows.
+        let d = p.decide(&req("db.internal.example.com", 443, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::Boundary));
+        assert_eq!(hint(&d), "denied by deny[3]");
+        assert_eq!(
+            p.decide(&req("db.internal.example.com", 8443, "GET", "/")),
+            allowed(3)
+        );
+        // A whole-host boundary wins even when egress names the host exactly.
+        let p = Policy::new(
+            vec![egress("iam.amazonaws.com", &[443], vec![])],
+            vec![deny("iam.amazonaws.com", None, None, None)],
+        );
+        let d = p.decide(&req("iam.amazonaws.com", 443, "GET", "/"));
+        assert_eq!(reason(&d), Some(DenyReason::Boundary));
+        assert_eq!(hint(&d), "denied by deny[0]");
+    }
+
+    #[test]
+    fn lowest_deny_index_is_reported() {
+        let p = Policy::new(
+            vec![],
+            vec![
+                deny("*.example.com", None, Some(&["PUT"]), None),
+                deny("*.example.com", None, None, None),
+                deny("a.example.com", None, None, None),
+            ],
+        );
+        let d = p.decide(&req("a.example.com", 443, "GET", "/"));
+        assert_eq!(hint(&d), "denied by deny[1]");
+        let d = p.decide(&req("a.example.com", 443, "PUT", "/"));
+        assert_eq!(hint(&d), "denied by deny[0]");
+    }
+
+    #[test]
+    fn opaque_tunnel_closes_on_partial_boundary() {
+        let p = Policy::new(
+            vec![egress("api.github.com", &[443], vec![])],
+            vec![deny(
+                "api.github.com",
+                Some(&[443]),
+                Some(&["DELETE"]),
+                None,
+            )],
+        );
+        let d = p.decide(&tunnel("api.github.com", 443));
+        assert_eq!(reason(&d), Some(DenyReason::Boundary));
+        // The boundary's port still applies to a tunnel.
+        let p = Policy::new(
+            vec![egress("api.github.com", &[443, 8443], vec![])],
+            vec![deny(
+                "api.github.com",
+                Some(&[443]),
+                None,
+                Some(&["/admin/**"]),
+            )],
+        );
+        assert_eq!(
+            reason(&p.decide(&tunnel("api.github.com", 443))),
+            Some(DenyReason::Boundary)
+        );
+        assert_eq!(p.decide(&tunnel("api.github.com", 8443)), allowed(0));
+    }
+
+    #[test]
+    fn opaque_tunnel_needs_an_unconditional_allow() {
+        let p = sample();
+        // Only method/path rules: cannot be enforced on a tunnel.
+        let d = p.decide(&tunnel("api.openai.com", 443));
+        assert_eq!(reason(&d), Some(DenyReason::NotAllowed));
+        assert_eq!(
+            hint(&d),
+            "method/path rules for api.openai.com cannot be enforced on a passthrough tunnel"
+        );
+        // No rules at all.
+        assert_eq!(p.decide(&tunnel("files.pypi.org", 443)), allowed(1));
+        // A rule with neither methods nor paths is unconditional too.
+        let p = Policy::new(
+            vec![
+                egress("api.x.com", &[443], vec![rule(Some(&["GET"]), None)]),
+                egress(
+                    "api.x.com",
+                    &[443],
+                    vec![rule(None, Some(&["/a"])), rule(None, None)],
+                ),
+            ],
+            vec![],
+        );
+        assert_eq!(p.decide(&tunnel("api.x.com", 443)), allowed(1));
+        assert_eq!(p.decide(&req("api.x.com", 443, "GET", "/")), allowed(0));
+    }
+
+    #[test]
+    fn path_rules_use_normalised_paths() {
+        let p = Policy::new(
+            vec![egress(
+                "api.github.com",
+                &[443],
+                vec![rule(Some(&["GET"]), Some(&["/repos/acme/**"]))],
+            )],
+            vec![],
+        );
+        let path = normalize_path("/repos/acme/../other").unwrap();
+        let d = p.decide(&req("api.github.com", 443, "GET", &path));
+        assert_eq!(
+            hint(&d),
+            "no rule allows GET /repos/other on api.github.com"
+        );
+        let path = normalize_path("/repos/acme/web/../api").unwrap();
+        assert_eq!(
+            p.decide(&req("api.github.com", 443, "GET", &path)),
+            allowed(0)
+        );
+    }
+
+    #[test]
+    fn reason_codes() {
+        let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), 11);
+        assert!(names.contains(&"boundary") && names.contains(&"not_allowed"));
     }
 }
