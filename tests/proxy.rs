@@ -39,20 +39,31 @@ fn dns_for(names: &[&str]) -> DnsServer {
 
 fn get(proxy: SocketAddr, url: &str, extra_headers: &str) -> Vec<u8> {
     let authority = url.trim_start_matches("http://").split('/').next().unwrap();
-    let request = format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\n{extra_headers}Connection: close\r\n\r\n");
+    let request = format!(
+        "GET {url} HTTP/1.1\r\nHost: {authority}\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
     raw_request(proxy, request.as_bytes())
 }
 
 fn body_json(response: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(raw_body(response)).unwrap_or_else(|_| panic!("JSON body in {}", String::from_utf8_lossy(response)))
+    serde_json::from_slice(raw_body(response))
+        .unwrap_or_else(|_| panic!("JSON body in {}", String::from_utf8_lossy(response)))
 }
 
 /// Asserts a cordon deny: status, the three headers, the JSON body, and the audit record.
 fn assert_denied(cordon: &Cordon, response: &[u8], status: u16, reason: &str) -> String {
     let text = String::from_utf8_lossy(response).to_string();
     assert_eq!(parse_status(response), status, "{text}");
-    assert_eq!(header(response, "x-cordon-decision").as_deref(), Some("deny"), "{text}");
-    assert_eq!(header(response, "x-cordon-reason").as_deref(), Some(reason), "{text}");
+    assert_eq!(
+        header(response, "x-cordon-decision").as_deref(),
+        Some("deny"),
+        "{text}"
+    );
+    assert_eq!(
+        header(response, "x-cordon-reason").as_deref(),
+        Some(reason),
+        "{text}"
+    );
     let id = header(response, "x-cordon-decision-id").expect("decision id header");
     let body = body_json(response);
     assert_eq!(body["reason"], reason);
@@ -84,11 +95,22 @@ fn allowed_requests_reach_the_origin_intact() {
         "GET http://origin.test:{port}/a/b?q=1&r=%2F HTTP/1.1\r\nHost: origin.test:{port}\r\nX-Trace: one\r\nx-trace: two\r\nAccept: */*\r\nProxy-Authorization: Basic c2VjcmV0OnNlY3JldA==\r\nX-Cordon-Intent: list things\r\nConnection: close\r\n\r\n"
     );
     let response = raw_request(proxy, request.as_bytes());
-    assert_eq!(parse_status(&response), 200, "{}", String::from_utf8_lossy(&response));
+    assert_eq!(
+        parse_status(&response),
+        200,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
     let seen = origin.requests().pop().expect("origin saw the request");
     assert_eq!(seen.method, http::Method::GET);
-    assert_eq!(seen.target, "/a/b?q=1&r=%2F", "origin-form target with the query untouched");
-    assert_eq!(seen.header("host"), Some(format!("origin.test:{port}").as_str()));
+    assert_eq!(
+        seen.target, "/a/b?q=1&r=%2F",
+        "origin-form target with the query untouched"
+    );
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("origin.test:{port}").as_str())
+    );
     assert_eq!(seen.header_all("x-trace"), vec!["one", "two"]);
     assert_eq!(seen.header("proxy-authorization"), None);
     assert_eq!(seen.header("x-cordon-intent"), None);
@@ -96,7 +118,10 @@ fn allowed_requests_reach_the_origin_intact() {
     assert_eq!(record["intent"], "list things");
     assert_eq!(record["status"], 200);
     assert_eq!(record["ip"], "127.0.0.1");
-    assert!(record.get("query").is_none() && !record.to_string().contains("q=1"), "the query is not recorded");
+    assert!(
+        record.get("query").is_none() && !record.to_string().contains("q=1"),
+        "the query is not recorded"
+    );
 
     // POST with content-length, then chunked, then 100-continue.
     let body = b"{\"k\":\"v\",\"bin\":\"\x01\x02\xff\"}";
@@ -130,15 +155,28 @@ fn allowed_requests_reach_the_origin_intact() {
     .unwrap();
     let mut interim = [0u8; 25];
     stream.read_exact(&mut interim).unwrap();
-    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
     stream.write_all(b"data").unwrap();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
-    assert_eq!(parse_status(&rest), 200, "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(
+        parse_status(&rest),
+        200,
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
     assert_eq!(raw_body(&rest), b"data");
 
     // A real client: curl through the proxy.
-    let (code, out, err) = curl(&["-x", &format!("http://{proxy}"), &format!("http://origin.test:{port}/1k")]);
+    let (code, out, err) = curl(&[
+        "-x",
+        &format!("http://{proxy}"),
+        &format!("http://origin.test:{port}/1k"),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.len(), 1024);
 }
@@ -163,12 +201,18 @@ fn connect_tunnels_carry_tls_end_to_end() {
         ca_file.to_str().unwrap(),
         &format!("https://origin.test:{port}/1k"),
     ]);
-    assert_eq!(code, 0, "curl verified the origin's own certificate through the tunnel: {err}");
+    assert_eq!(
+        code, 0,
+        "curl verified the origin's own certificate through the tunnel: {err}"
+    );
     assert_eq!(out.len(), 1024);
     let seen = origin.requests().pop().unwrap();
     assert!(seen.tls);
     assert_eq!(seen.sni.as_deref(), Some("origin.test"));
-    let record = cordon.wait_for_records(|r| r["method"] == "CONNECT" && r["decision"] == "allow", WAIT);
+    let record = cordon.wait_for_records(
+        |r| r["method"] == "CONNECT" && r["decision"] == "allow",
+        WAIT,
+    );
     assert_eq!(record["sni"], "origin.test");
     assert_eq!(record["port"], port);
     assert!(record["bytes_in"].as_u64().unwrap() > 1024);
@@ -182,12 +226,19 @@ fn connect_tunnels_carry_tls_end_to_end() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
         stream
-            .write_all(format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes())
+            .write_all(
+                format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
+                    .as_bytes(),
+            )
             .await
             .unwrap();
         let mut head = vec![0u8; 19];
         stream.read_exact(&mut head).await.unwrap();
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
         let mut rest = [0u8; 1];
         // Skip the rest of the 200 head.
         let mut tail = Vec::new();
@@ -198,7 +249,10 @@ fn connect_tunnels_carry_tls_end_to_end() {
         tls_connect(stream, "other.test", config).await.map(|_| ())
     });
     let err = outcome.expect_err("a ClientHello for another name is refused");
-    assert!(err.to_string().to_lowercase().contains("denied") || err.to_string().contains("alert"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("denied") || err.to_string().contains("alert"),
+        "{err}"
+    );
     let record = cordon.wait_for_records(|r| r["reason"] == "sni_mismatch", WAIT);
     assert_eq!(record["decision"], "deny");
     assert_eq!(record["sni"], "other.test");
@@ -208,7 +262,14 @@ fn connect_tunnels_carry_tls_end_to_end() {
 #[test]
 fn refusals_carry_their_reason_and_allowed_twins_pass() {
     let origin = Origin::plain();
-    let dns = dns_for(&["origin.test", "other.test", "a.example.com", "a.b.example.com", "example.com", "evilexample.com"]);
+    let dns = dns_for(&[
+        "origin.test",
+        "other.test",
+        "a.example.com",
+        "a.b.example.com",
+        "example.com",
+        "evilexample.com",
+    ]);
     let port = origin.port();
     let egress = format!(
         r#"  - host: origin.test
@@ -227,7 +288,11 @@ fn refusals_carry_their_reason_and_allowed_twins_pass() {
     assert_eq!(parse_status(&ok), 200, "{}", String::from_utf8_lossy(&ok));
 
     // A host not in the list.
-    let r = get(proxy, &format!("http://other.test:{port}/repos/acme/web"), "");
+    let r = get(
+        proxy,
+        &format!("http://other.test:{port}/repos/acme/web"),
+        "",
+    );
     assert_denied(&cordon, &r, 403, "not_allowed");
 
     // A denied method, and its twin.
@@ -237,52 +302,165 @@ fn refusals_carry_their_reason_and_allowed_twins_pass() {
     assert_eq!(parse_status(&post), 200);
 
     // A path outside the rules, and segment alignment.
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/other"), ""), 403, "not_allowed");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme-private/x"), ""), 403, "not_allowed");
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/other"), ""),
+        403,
+        "not_allowed",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme-private/x"), ""),
+        403,
+        "not_allowed",
+    );
 
     // Dot segments are resolved before matching, so climbing out is outside the rules.
     let before = origin.count();
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/../other"), ""), 403, "not_allowed");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/%2e%2e/other"), ""), 403, "not_allowed");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/%2E%2E/%2e%2e/x"), ""), 403, "not_allowed");
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/../other"), ""),
+        403,
+        "not_allowed",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/%2e%2e/other"), ""),
+        403,
+        "not_allowed",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/%2E%2E/%2e%2e/x"), ""),
+        403,
+        "not_allowed",
+    );
     // Ambiguous encodings are refused as such.
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme%2Fweb"), ""), 403, "ambiguous_path");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/%2f"), ""), 403, "ambiguous_path");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos//acme/web"), ""), 403, "ambiguous_path");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/..;/web"), ""), 403, "ambiguous_path");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/repos/acme/%c0%ae%c0%ae/x"), ""), 403, "ambiguous_path");
-    assert_eq!(origin.count(), before, "no refused request reached the origin");
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme%2Fweb"), ""),
+        403,
+        "ambiguous_path",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/%2f"), ""),
+        403,
+        "ambiguous_path",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos//acme/web"), ""),
+        403,
+        "ambiguous_path",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/..;/web"), ""),
+        403,
+        "ambiguous_path",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/repos/acme/%c0%ae%c0%ae/x"), ""),
+        403,
+        "ambiguous_path",
+    );
+    assert_eq!(
+        origin.count(),
+        before,
+        "no refused request reached the origin"
+    );
     // Their twin: dot segments that stay inside the rules are resolved and forwarded.
     let ok = get(proxy, &format!("{base}/repos/acme/x/../%77eb"), "");
     assert_eq!(parse_status(&ok), 200);
-    assert_eq!(origin.requests().pop().unwrap().target, "/repos/acme/web", "the origin sees the normalised path");
+    assert_eq!(
+        origin.requests().pop().unwrap().target,
+        "/repos/acme/web",
+        "the origin sees the normalised path"
+    );
 
     // Host header that differs from the absolute URI.
     let r = raw_request(proxy, format!("GET {base}/repos/acme/web HTTP/1.1\r\nHost: other.test:{port}\r\nConnection: close\r\n\r\n").as_bytes());
     assert_denied(&cordon, &r, 403, "host_mismatch");
-    let r = raw_request(proxy, format!("GET {base}/repos/acme/web HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!(
+            "GET {base}/repos/acme/web HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "host_mismatch");
 
     // Wildcards: one or more labels, never the apex or a look-alike.
-    assert_eq!(parse_status(&get(proxy, &format!("http://a.example.com:{port}/"), "")), 200);
-    assert_eq!(parse_status(&get(proxy, &format!("http://a.b.example.com:{port}/"), "")), 200);
-    assert_denied(&cordon, &get(proxy, &format!("http://example.com:{port}/"), ""), 403, "not_allowed");
-    assert_denied(&cordon, &get(proxy, &format!("http://evilexample.com:{port}/"), ""), 403, "not_allowed");
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://a.example.com:{port}/"), "")),
+        200
+    );
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://a.b.example.com:{port}/"), "")),
+        200
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("http://example.com:{port}/"), ""),
+        403,
+        "not_allowed",
+    );
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("http://evilexample.com:{port}/"), ""),
+        403,
+        "not_allowed",
+    );
 
     // An IP literal is matched as written: no rule names 127.0.0.1.
-    assert_denied(&cordon, &get(proxy, &format!("http://127.0.0.1:{port}/repos/acme/web"), ""), 403, "not_allowed");
+    assert_denied(
+        &cordon,
+        &get(
+            proxy,
+            &format!("http://127.0.0.1:{port}/repos/acme/web"),
+            "",
+        ),
+        403,
+        "not_allowed",
+    );
 
     // Ports: only the listed one, for plain requests and for CONNECT.
-    assert_denied(&cordon, &get(proxy, "http://origin.test:8081/repos/acme/web", ""), 403, "not_allowed");
-    let r = raw_request(proxy, format!("CONNECT a.example.com:{} HTTP/1.1\r\nHost: a.example.com:{}\r\n\r\n", port + 1, port + 1).as_bytes());
+    assert_denied(
+        &cordon,
+        &get(proxy, "http://origin.test:8081/repos/acme/web", ""),
+        403,
+        "not_allowed",
+    );
+    let r = raw_request(
+        proxy,
+        format!(
+            "CONNECT a.example.com:{} HTTP/1.1\r\nHost: a.example.com:{}\r\n\r\n",
+            port + 1,
+            port + 1
+        )
+        .as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "not_allowed");
-    let r = raw_request(proxy, format!("CONNECT a.example.com:{port} HTTP/1.1\r\nHost: a.example.com:{port}\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!("CONNECT a.example.com:{port} HTTP/1.1\r\nHost: a.example.com:{port}\r\n\r\n")
+            .as_bytes(),
+    );
     assert_eq!(parse_status(&r), 200, "{}", String::from_utf8_lossy(&r));
     // Method/path rules cannot be enforced inside a passthrough tunnel: refused.
-    let r = raw_request(proxy, format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
+            .as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "not_allowed");
     // An IP literal CONNECT with no rule for it.
-    let r = raw_request(proxy, format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "not_allowed");
 }
 
@@ -303,23 +481,45 @@ fn a_changed_host_on_a_kept_alive_connection_is_refused() {
         use bytes::Bytes;
         use http_body_util::{BodyExt, Empty};
         let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
         tokio::spawn(conn);
         let mut statuses = Vec::new();
-        for host in [format!("origin.test:{port}"), format!("evil.test:{port}"), format!("origin.test:{port}")] {
-            let req = http::Request::get(format!("http://origin.test:{port}/x")).header("host", host).body(Empty::new()).unwrap();
+        for host in [
+            format!("origin.test:{port}"),
+            format!("evil.test:{port}"),
+            format!("origin.test:{port}"),
+        ] {
+            let req = http::Request::get(format!("http://origin.test:{port}/x"))
+                .header("host", host)
+                .body(Empty::new())
+                .unwrap();
             sender.ready().await.unwrap();
             let resp = sender.send_request(req).await.unwrap();
             let status = resp.status().as_u16();
-            let reason = resp.headers().get("x-cordon-reason").map(|v| v.to_str().unwrap().to_owned());
+            let reason = resp
+                .headers()
+                .get("x-cordon-reason")
+                .map(|v| v.to_str().unwrap().to_owned());
             let _ = resp.into_body().collect().await;
             statuses.push((status, reason));
         }
-        (statuses[0].clone(), statuses[1].clone(), statuses[2].clone())
+        (
+            statuses[0].clone(),
+            statuses[1].clone(),
+            statuses[2].clone(),
+        )
     });
     assert_eq!(first, (200, None));
     assert_eq!(second, (403, Some("host_mismatch".to_owned())));
-    assert_eq!(third, (200, None), "the same connection keeps serving its allowed twin");
+    assert_eq!(
+        third,
+        (200, None),
+        "the same connection keeps serving its allowed twin"
+    );
     assert_eq!(origin.count(), 2);
 }
 
@@ -351,7 +551,10 @@ fn special_addresses_are_refused_unless_listed() {
     assert_denied(&cordon, &r, 403, "forbidden_address");
     let r = get(proxy, &format!("http://127.0.0.2:{port}/"), "");
     assert_denied(&cordon, &r, 403, "forbidden_address");
-    let r = raw_request(proxy, format!("CONNECT loop2.test:{port} HTTP/1.1\r\nHost: loop2.test:{port}\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!("CONNECT loop2.test:{port} HTTP/1.1\r\nHost: loop2.test:{port}\r\n\r\n").as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "forbidden_address");
     assert_eq!(origin.count(), 0, "nothing reached the loopback origin");
 
@@ -374,11 +577,25 @@ fn deny_rules_beat_egress_rules() {
     ));
     let proxy = cordon.proxy_addr();
     let base = format!("http://origin.test:{port}");
-    let r = raw_request(proxy, format!("DELETE {base}/x HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n").as_bytes());
+    let r = raw_request(
+        proxy,
+        format!(
+            "DELETE {base}/x HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
     assert_denied(&cordon, &r, 403, "boundary");
-    assert_denied(&cordon, &get(proxy, &format!("{base}/admin/users"), ""), 403, "boundary");
+    assert_denied(
+        &cordon,
+        &get(proxy, &format!("{base}/admin/users"), ""),
+        403,
+        "boundary",
+    );
     assert_eq!(parse_status(&get(proxy, &format!("{base}/x"), "")), 200);
-    assert_eq!(parse_status(&get(proxy, &format!("{base}/administrator"), "")), 200);
+    assert_eq!(
+        parse_status(&get(proxy, &format!("{base}/administrator"), "")),
+        200
+    );
     assert_eq!(origin.count(), 2);
 }
 
@@ -407,7 +624,10 @@ fn observe_mode_allows_and_records_would_deny() {
     assert_eq!(record["reason"], "boundary");
     assert_eq!(origin.count(), 2);
     // An allowed request is plainly allowed.
-    assert_eq!(parse_status(&get(proxy, &format!("http://origin.test:{port}/ok"), "")), 200);
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://origin.test:{port}/ok"), "")),
+        200
+    );
     let record = cordon.wait_for_records(|r| r["path"] == "/ok", WAIT);
     assert_eq!(record["decision"], "allow");
     assert!(record.get("reason").is_none());
@@ -427,13 +647,18 @@ fn malformed_requests_get_400_a_record_and_the_proxy_keeps_serving() {
     let proxy = cordon.proxy_addr();
     let base = format!("http://origin.test:{port}");
     let count_malformed = || {
-        cordon.audit_records().iter().filter(|r| r["reason"] == "malformed_request").count()
+        cordon
+            .audit_records()
+            .iter()
+            .filter(|r| r["reason"] == "malformed_request")
+            .count()
     };
 
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("garbage", b"\x16\x03\x01\x00\xffgarbage\r\n\r\n".to_vec(), 400),
         ("no request line", b"\r\n\r\nHello there\r\n\r\n".to_vec(), 400),
-        ("oversized head", format!("GET {base}/ HTTP/1.1\r\nHost: origin.test:{port}\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(), 431),
+        ("oversized head", format!("GET {base}/ HTTP/1.1\r\nHost: origin.test:{port}\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(), 400),
+        ("huge head", format!("GET {base}/ HTTP/1.1\r\nHost: origin.test:{port}\r\nX-Big: {}\r\n\r\n", "a".repeat(600 * 1024)).into_bytes(), 431),
         ("bad chunk size", format!("POST {base}/echo HTTP/1.1\r\nHost: origin.test:{port}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n").into_bytes(), 400),
         ("CL then TE", format!("POST {base}/echo HTTP/1.1\r\nHost: origin.test:{port}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: origin.test\r\n\r\n").into_bytes(), 400),
         ("TE then CL", format!("POST {base}/echo HTTP/1.1\r\nHost: origin.test:{port}\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n").into_bytes(), 400),
@@ -446,17 +671,31 @@ fn malformed_requests_get_400_a_record_and_the_proxy_keeps_serving() {
     ];
     for (i, (name, bytes, status)) in cases.iter().enumerate() {
         let response = raw_request(proxy, bytes);
-        assert_eq!(parse_status(&response), *status, "{name}: {}", String::from_utf8_lossy(&response));
+        assert_eq!(
+            parse_status(&response),
+            *status,
+            "{name}: {}",
+            String::from_utf8_lossy(&response)
+        );
         let deadline = std::time::Instant::now() + WAIT;
         while count_malformed() < i + 1 {
-            assert!(std::time::Instant::now() < deadline, "{name}: no malformed_request record");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: no malformed_request record"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // After each, another client is served normally.
         let ok = get(proxy, &format!("{base}/1k"), "");
         assert_eq!(parse_status(&ok), 200, "after {name}");
     }
-    assert!(origin.requests().iter().all(|r| r.path() != "/smuggled" && r.path() != "/echo"), "nothing malformed was forwarded");
+    assert!(
+        origin
+            .requests()
+            .iter()
+            .all(|r| r.path() != "/smuggled" && r.path() != "/echo"),
+        "nothing malformed was forwarded"
+    );
 }
 
 #[test]
@@ -472,15 +711,27 @@ fn metrics_health_and_a_verifiable_trail_after_shutdown() {
     ));
     let proxy = cordon.proxy_addr();
     let admin = cordon.admin_addr();
-    assert_eq!(parse_status(&get(proxy, &format!("http://origin.test:{port}/1k"), "")), 200);
-    assert_eq!(parse_status(&get(proxy, &format!("http://nope.test:{port}/"), "")), 403);
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://origin.test:{port}/1k"), "")),
+        200
+    );
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://nope.test:{port}/"), "")),
+        403
+    );
     cordon.wait_for_records(|r| r["host"] == "nope.test", WAIT);
 
     let (code, out, _) = curl(&[&format!("http://{admin}/metrics")]);
     assert_eq!(code, 0);
     let metrics = String::from_utf8(out).unwrap();
-    assert!(metrics.contains(r#"cordon_requests_total{decision="allow",reason=""} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"cordon_requests_total{decision="deny",reason="not_allowed"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"cordon_requests_total{decision="allow",reason=""} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"cordon_requests_total{decision="deny",reason="not_allowed"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("cordon_request_duration_seconds_bucket"));
     assert!(metrics.contains("cordon_audit_records_total"));
     let (_, out, _) = curl(&[&format!("http://{admin}/healthz")]);
@@ -488,10 +739,19 @@ fn metrics_health_and_a_verifiable_trail_after_shutdown() {
     let (_, out, _) = curl(&[&format!("http://{admin}/readyz")]);
     assert_eq!(out, b"ready\n");
     // The admin endpoints are not reachable through the proxy (no rule, loopback).
-    assert_eq!(parse_status(&get(proxy, &format!("http://{admin}/metrics"), "")), 403);
+    assert_eq!(
+        parse_status(&get(proxy, &format!("http://{admin}/metrics"), "")),
+        403
+    );
 
     // A slow request in flight when SIGTERM arrives still completes.
-    let slow = std::thread::spawn(move || get(proxy, &format!("http://origin.test:{port}/slow?ms=1500"), ""));
+    let slow = std::thread::spawn(move || {
+        get(
+            proxy,
+            &format!("http://origin.test:{port}/slow?ms=1500"),
+            "",
+        )
+    });
     std::thread::sleep(Duration::from_millis(300));
     let dir = cordon.dir().to_path_buf();
     assert_eq!(cordon.stop(), 0);
@@ -500,8 +760,17 @@ fn metrics_health_and_a_verifiable_trail_after_shutdown() {
     let trail = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
     assert!(trail.contains("/slow"), "the drained request was recorded");
     assert!(trail.contains("serve stopped"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cordon")).args(["audit", "verify"]).arg(dir.join("audit.jsonl")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["audit", "verify"])
+        .arg(dir.join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -524,10 +793,16 @@ fn an_unwritable_audit_trail_refuses_all_traffic() {
     loop {
         let r = get(proxy, &format!("http://origin.test:{port}/1k"), "");
         if parse_status(&r) == 503 {
-            assert_eq!(header(&r, "x-cordon-reason").as_deref(), Some("audit_unavailable"));
+            assert_eq!(
+                header(&r, "x-cordon-reason").as_deref(),
+                Some("audit_unavailable")
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "audit failure never refused traffic");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit failure never refused traffic"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (_, out, _) = curl(&[&format!("http://{}/readyz", cordon.admin_addr())]);

@@ -10,7 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -191,16 +191,25 @@ pub fn deny_response(
     response
 }
 
-/// Counts the bytes of a body as they stream through.
+/// What the agent's request body did on its way out.
+#[derive(Default, Debug)]
+pub struct Outbound {
+    /// Data bytes forwarded.
+    pub bytes: AtomicU64,
+    /// The agent's body broke (bad chunking, early close): the fault is the agent's.
+    pub failed: AtomicBool,
+}
+
+/// The agent's request body, counted as it streams to the origin.
 pub struct Counted<B> {
     inner: B,
-    count: Arc<AtomicU64>,
+    stats: Arc<Outbound>,
 }
 
 impl<B> Counted<B> {
-    /// Wraps `inner`, adding each data frame's length to `count`.
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Counted<B> {
-        Counted { inner, count }
+    /// Wraps `inner`, reporting into `stats`.
+    pub fn new(inner: B, stats: Arc<Outbound>) -> Counted<B> {
+        Counted { inner, stats }
     }
 }
 
@@ -213,10 +222,16 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.stats
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(_))) => self.stats.failed.store(true, Ordering::Relaxed),
+            _ => {}
         }
         polled
     }
@@ -235,18 +250,18 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
 pub struct Metered<B> {
     inner: B,
     bytes_in: u64,
-    bytes_out: Arc<AtomicU64>,
+    outbound: Arc<Outbound>,
     status: u16,
     exchange: Option<Exchange>,
 }
 
 impl<B> Metered<B> {
     /// Wraps the response body of an exchange that was forwarded.
-    pub fn new(inner: B, status: u16, bytes_out: Arc<AtomicU64>, exchange: Exchange) -> Metered<B> {
+    pub fn new(inner: B, status: u16, outbound: Arc<Outbound>, exchange: Exchange) -> Metered<B> {
         Metered {
             inner,
             bytes_in: 0,
-            bytes_out,
+            outbound,
             status,
             exchange: Some(exchange),
         }
@@ -258,7 +273,7 @@ impl<B> Drop for Metered<B> {
         if let Some(exchange) = self.exchange.take() {
             exchange.close_forwarded(
                 Some(self.status),
-                self.bytes_out.load(Ordering::Relaxed),
+                self.outbound.bytes.load(Ordering::Relaxed),
                 self.bytes_in,
             );
         }

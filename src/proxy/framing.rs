@@ -18,6 +18,19 @@ const MAX_HEADERS: usize = 128;
 pub struct ConnFlags {
     /// A head carried both framing headers.
     pub conflicting_framing: AtomicBool,
+    /// A head (or chunk-size or trailer line) grew past the limit.
+    pub oversized_head: AtomicBool,
+}
+
+/// What one `feed` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// Nothing wrong so far.
+    Clean,
+    /// A head carried both `Content-Length` and `Transfer-Encoding`.
+    ConflictingFraming,
+    /// A head grew past the limit; hyper may still accept it, cordon does not.
+    OversizedHead,
 }
 
 /// Where the watcher is in the byte stream.
@@ -51,11 +64,11 @@ impl FramingWatch {
         }
     }
 
-    /// Feeds bytes as read; returns true when a head had conflicting framing headers.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
+    /// Feeds bytes as read and reports the first problem seen.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Finding {
         while !bytes.is_empty() {
             match self.phase {
-                Phase::Done => return false,
+                Phase::Done => return Finding::Clean,
                 Phase::Body(left) => {
                     let take = left.min(bytes.len() as u64);
                     bytes = &bytes[take as usize..];
@@ -91,16 +104,16 @@ impl FramingWatch {
                     bytes = &bytes[take..];
                     if self.pending.len() > self.limit {
                         self.phase = Phase::Done;
-                        return false;
+                        return Finding::OversizedHead;
                     }
                     if self.pending.last() == Some(&b'\n') && self.step() {
                         self.phase = Phase::Done;
-                        return true;
+                        return Finding::ConflictingFraming;
                     }
                 }
             }
         }
-        false
+        Finding::Clean
     }
 
     /// Acts on a complete line in `pending`; true on conflicting framing.
@@ -228,8 +241,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
             let fresh = &buf.filled()[before..];
-            if self.watch.feed(fresh) {
-                self.flags.conflicting_framing.store(true, Ordering::SeqCst);
+            match self.watch.feed(fresh) {
+                Finding::Clean => {}
+                Finding::ConflictingFraming => {
+                    self.flags.conflicting_framing.store(true, Ordering::SeqCst)
+                }
+                Finding::OversizedHead => self.flags.oversized_head.store(true, Ordering::SeqCst),
             }
         }
         polled
@@ -272,7 +289,9 @@ mod tests {
 
     fn conflicting(chunks: &[&[u8]]) -> bool {
         let mut watch = FramingWatch::new(64 * 1024);
-        chunks.iter().any(|c| watch.feed(c))
+        chunks
+            .iter()
+            .any(|c| watch.feed(c) == Finding::ConflictingFraming)
     }
 
     #[test]
@@ -308,6 +327,15 @@ mod tests {
             let (a, b) = clean.split_at(split);
             assert!(!conflicting(&[a, b]), "false alarm at split {split}");
         }
+    }
+
+    #[test]
+    fn an_oversized_head_is_reported_once() {
+        let mut watch = FramingWatch::new(1024);
+        assert_eq!(watch.feed(b"GET http://a/ HTTP/1.1\r\n"), Finding::Clean);
+        let big = format!("X-Big: {}\r\n", "a".repeat(1100));
+        assert_eq!(watch.feed(big.as_bytes()), Finding::OversizedHead);
+        assert_eq!(watch.feed(b"\r\n"), Finding::Clean);
     }
 
     #[test]

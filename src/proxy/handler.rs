@@ -3,7 +3,7 @@
 //! not leave, forward to exactly the checked address, record.
 
 use super::connect;
-use super::exchange::{Counted, Exchange, Metered, ProxyBody};
+use super::exchange::{Counted, Exchange, Metered, Outbound, ProxyBody};
 use super::framing::ConnFlags;
 use super::State;
 use crate::audit::Record;
@@ -15,7 +15,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Longest `X-Cordon-Intent` kept in the record.
@@ -33,6 +33,15 @@ pub async fn handle(
         return Ok(ex.deny(
             DenyReason::AuditUnavailable,
             "the audit trail cannot be written; cordon refuses all traffic until it can",
+        ));
+    }
+    if conn.oversized_head.load(Ordering::SeqCst) {
+        return Ok(ex.deny(
+            DenyReason::MalformedRequest,
+            format!(
+                "the request head is larger than {} KiB",
+                super::MAX_HEAD_BYTES / 1024
+            ),
         ));
     }
     if conn.conflicting_framing.load(Ordering::SeqCst) {
@@ -126,8 +135,8 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
     parts.version = http::Version::HTTP_11;
 
     // Forward, streaming both bodies; the record closes when the response body ends.
-    let bytes_out = Arc::new(AtomicU64::new(0));
-    let upstream_req = Request::from_parts(parts, Counted::new(body, bytes_out.clone()));
+    let outbound = Arc::new(Outbound::default());
+    let upstream_req = Request::from_parts(parts, Counted::new(body, outbound.clone()));
     match ex.state().client.clone().request(upstream_req).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
@@ -135,16 +144,23 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
             let status = parts.status.as_u16();
             Response::from_parts(
                 parts,
-                Either::Right(Metered::new(body, status, bytes_out, ex)),
+                Either::Right(Metered::new(body, status, outbound, ex)),
             )
         }
         Err(err) => {
+            tracing::debug!(error = %err, "upstream request failed");
+            // Tag the fault by where it came from: a broken request body is the agent's.
+            if outbound.failed.load(Ordering::Relaxed) {
+                return ex.deny(
+                    DenyReason::MalformedRequest,
+                    "the request body is malformed (bad chunked encoding or cut short)",
+                );
+            }
             let hint = if err.is_connect() {
                 format!("cannot connect to {}:{}", dest.host, dest.port)
             } else {
                 format!("the exchange with {}:{} failed", dest.host, dest.port)
             };
-            tracing::debug!(error = %err, "upstream request failed");
             ex.deny(DenyReason::UpstreamUnreachable, hint)
         }
     }
