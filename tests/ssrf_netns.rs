@@ -53,28 +53,60 @@ audit: {{ path: "{{dir}}/audit.jsonl", fsync: none }}
     let cordon = Cordon::start(&yaml);
     let proxy = cordon.proxy_addr();
     let request = |url: &str| {
-        let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
-        raw_request(proxy, format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes())
+        let authority = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        raw_request(
+            proxy,
+            format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
     };
     let refused = |response: Vec<u8>, class: &str| {
         let text = String::from_utf8_lossy(&response).to_string();
         assert_eq!(parse_status(&response), 403, "{text}");
-        assert_eq!(header(&response, "x-cordon-reason").as_deref(), Some("forbidden_address"), "{text}");
+        assert_eq!(
+            header(&response, "x-cordon-reason").as_deref(),
+            Some("forbidden_address"),
+            "{text}"
+        );
         assert!(text.contains(class), "hint names the class {class}: {text}");
     };
 
-    refused(request("http://metadata.test/latest/meta-data/iam/"), "metadata");
-    refused(request("http://metadata6.test/latest/meta-data/"), "metadata");
-    refused(request("http://169.254.169.254/latest/meta-data/"), "metadata");
+    refused(
+        request("http://metadata.test/latest/meta-data/iam/"),
+        "metadata",
+    );
+    refused(
+        request("http://metadata6.test/latest/meta-data/"),
+        "metadata",
+    );
+    refused(
+        request("http://169.254.169.254/latest/meta-data/"),
+        "metadata",
+    );
     refused(request("http://internal.test/"), "private");
     refused(request("http://10.1.2.3/"), "private");
     refused(request("http://mapped.test/"), "private");
     refused(request("http://nat64.test/"), "private");
-    let tunnel = raw_request(proxy, b"CONNECT metadata.test:80 HTTP/1.1\r\nHost: metadata.test:80\r\n\r\n");
+    let tunnel = raw_request(
+        proxy,
+        b"CONNECT metadata.test:80 HTTP/1.1\r\nHost: metadata.test:80\r\n\r\n",
+    );
     refused(tunnel, "metadata");
-    let tunnel = raw_request(proxy, b"CONNECT 10.1.2.3:80 HTTP/1.1\r\nHost: 10.1.2.3:80\r\n\r\n");
+    let tunnel = raw_request(
+        proxy,
+        b"CONNECT 10.1.2.3:80 HTTP/1.1\r\nHost: 10.1.2.3:80\r\n\r\n",
+    );
     refused(tunnel, "private");
-    assert_eq!(metadata.count() + metadata6.count() + private.count(), 0, "no request reached a special address");
+    assert_eq!(
+        metadata.count() + metadata6.count() + private.count(),
+        0,
+        "no request reached a special address"
+    );
     let record = cordon.wait_for_records(|r| r["host"] == "metadata.test", WAIT);
     assert_eq!(record["reason"], "forbidden_address");
     assert_eq!(record["ip"], "169.254.169.254");

@@ -299,23 +299,22 @@ fn netns_reexec_runs_the_test_in_a_private_namespace() {
     assert_eq!(origin.count(), 1);
 }
 
-/// Keeps the `Cordon` fixture compiling until `serve` exists on this branch.
+/// The `Cordon` fixture finds the listeners, reads the trail and stops the binary cleanly.
 #[test]
-#[ignore = "needs `cordon serve`"]
 fn cordon_fixture_starts_and_stops() {
-    let cordon = Cordon::start(
-        "version: 1\nlisten: { proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }\n\
-         audit: { path: \"{dir}/audit.jsonl\" }\n",
-    );
-    let _ = (
-        cordon.proxy_addr(),
-        cordon.admin_addr(),
-        cordon.audit_path(),
-    );
-    let _ = cordon.wait_for_records(|r| r["kind"] == "config", Duration::from_secs(5));
+    let yaml = "version: 1\nagent: { name: fixture }\nlisten: { proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }\n\
+                audit: { path: \"{dir}/audit.jsonl\" }\n";
+    let cordon = Cordon::start(yaml);
+    assert_ne!(cordon.proxy_addr(), cordon.admin_addr());
+    let record = cordon.wait_for_records(|r| r["kind"] == "config", Duration::from_secs(5));
+    assert_eq!(record["agent"], "fixture");
     assert_eq!(cordon.stop(), 0);
-    let (code, _, _) = Cordon::check("version: 1\n");
+    let (code, stdout, _) = Cordon::check(yaml);
     assert_eq!(code, 0);
+    assert!(stdout.contains("config ok"));
+    let (code, _, stderr) = Cordon::check("version: 1\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("agent"), "{stderr}");
 }
 
 #[test]
