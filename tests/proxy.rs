@@ -532,13 +532,16 @@ fn special_addresses_are_refused_unless_listed() {
         ("loop2.test", "127.0.0.2".parse().unwrap()),
         ("listed.test", "127.0.0.2".parse().unwrap()),
         ("mapped.test", "::ffff:127.0.0.2".parse().unwrap()),
+        ("mapped1.test", "::ffff:127.0.0.1".parse().unwrap()),
         ("mixed.test", "127.0.0.2".parse().unwrap()),
-        ("mixed.test", "93.184.216.34".parse().unwrap()),
+        ("mixed.test", "127.0.0.3".parse().unwrap()),
     ]);
     let egress = format!(
         r#"  - {{ host: loop2.test, ports: [{port}] }}
   - {{ host: listed.test, ports: [{port}], allow_ips: ["127.0.0.2"] }}
   - {{ host: mapped.test, ports: [{port}], allow_ips: ["127.0.0.2"] }}
+  - {{ host: mapped1.test, ports: [{port}], allow_ips: [127.0.0.0/8] }}
+  - {{ host: mixed.test, ports: [{port}], allow_ips: ["127.0.0.2"] }}
   - {{ host: "127.0.0.2", ports: [{port}] }}"#
     );
     let cordon = Cordon::start(&config(&dns, &egress, "  []", "enforce"));
@@ -547,9 +550,15 @@ fn special_addresses_are_refused_unless_listed() {
     let r = get(proxy, &format!("http://loop2.test:{port}/"), "");
     assert_denied(&cordon, &r, 403, "forbidden_address");
     assert!(body_json(&r)["hint"].as_str().unwrap().contains("loopback"));
+    // allow_ips is literal: listing the IPv4 address does not allow its IPv6-mapped form.
     let r = get(proxy, &format!("http://mapped.test:{port}/"), "");
     assert_denied(&cordon, &r, 403, "forbidden_address");
+    let r = get(proxy, &format!("http://mapped1.test:{port}/"), "");
+    assert_denied(&cordon, &r, 403, "forbidden_address");
     let r = get(proxy, &format!("http://127.0.0.2:{port}/"), "");
+    assert_denied(&cordon, &r, 403, "forbidden_address");
+    // One unlisted address among the answers refuses the name (no picking between them).
+    let r = get(proxy, &format!("http://mixed.test:{port}/"), "");
     assert_denied(&cordon, &r, 403, "forbidden_address");
     let r = raw_request(
         proxy,
