@@ -24,6 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 # Origin: nginx, 1 KiB file, plain and TLS (self-signed for 127.0.0.1).
+chmod 755 "$work"  # nginx workers run as an unprivileged user
 mkdir -p "$work/www" "$work/logs"
 head -c 1024 /dev/zero | tr '\0' x > "$work/www/1k"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
