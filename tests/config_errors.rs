@@ -291,7 +291,7 @@ fn example_config_is_accepted() {
         "mode: enforce",
         "dns upstream: system resolver",
         "[0] api.example.com",
-        "methods: POST; paths: /v1/chat/completions",
+        "methods: POST; paths: /pages/*/comments",
         "deny:",
         "policy hash: sha256:",
     ] {
