@@ -817,3 +817,59 @@ fn an_unwritable_audit_trail_refuses_all_traffic() {
     let (_, out, _) = curl(&[&format!("http://{}/readyz", cordon.admin_addr())]);
     assert_eq!(out, b"audit trail unavailable\n");
 }
+
+#[test]
+fn a_tunnel_open_past_the_drain_limit_is_closed_and_recorded() {
+    let ca = TestCa::new("origin test CA");
+    let origin = Origin::tls(&ca, &["origin.test"]);
+    let dns = dns_for(&["origin.test"]);
+    let port = origin.port();
+    let cordon = Cordon::start(&config(
+        &dns,
+        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
+        "  []",
+        "enforce",
+    ));
+    let proxy = cordon.proxy_addr();
+    let client = ca.client_config();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // An idle TLS session through a tunnel, held open across SIGTERM.
+    let _tls = runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        stream
+            .write_all(
+                format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        tls_connect(stream, "origin.test", client)
+            .await
+            .expect("TLS through the tunnel")
+    });
+    let dir = cordon.dir().to_path_buf();
+    let started = std::time::Instant::now();
+    assert_eq!(cordon.stop(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown is bounded"
+    );
+    let trail = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let tunnel: serde_json::Value = trail
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["method"] == "CONNECT")
+        .expect("the cut tunnel has its record");
+    assert_eq!(tunnel["decision"], "allow");
+    assert_eq!(tunnel["detail"], "tunnel closed at shutdown");
+    assert!(trail.contains("serve stopped"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -104,6 +104,8 @@ async fn serve(config: Config) -> i32 {
     let left = state.drain.wait(DRAIN_LIMIT).await;
     if left > 0 {
         tracing::warn!(left, "drain limit reached; closing remaining connections");
+        state.drain.abort();
+        state.drain.wait(Duration::from_secs(2)).await;
     }
     audit.record(lifecycle(&state, "serve stopped"));
     // Tasks still running past the drain limit hold clones of the handle; the writer stops

@@ -145,10 +145,18 @@ where
     if upstream.write_all(&hello.bytes).await.is_err() {
         return ex.close_forwarded(Some(200), 0, 0);
     }
-    let (out, inn) = tokio::io::copy_bidirectional(&mut agent, &mut upstream)
-        .await
-        .unwrap_or((0, 0));
-    ex.close_forwarded(Some(200), out + hello.bytes.len() as u64, inn);
+    let state = ex.state().clone();
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut agent, &mut upstream) => {
+            let (out, inn) = copied.unwrap_or((0, 0));
+            ex.close_forwarded(Some(200), out + hello.bytes.len() as u64, inn);
+        }
+        _ = state.drain.aborted() => {
+            // Cut at shutdown past the drain limit; the byte counts are not known here.
+            ex.record.detail = Some("tunnel closed at shutdown".to_owned());
+            ex.close_forwarded(Some(200), hello.bytes.len() as u64, 0);
+        }
+    }
 }
 
 fn close_refused(ex: &mut Exchange, reason: DenyReason, hint: String) {

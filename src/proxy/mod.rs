@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -94,6 +94,8 @@ impl State {
 pub struct Drain {
     active: AtomicUsize,
     idle: Notify,
+    aborting: AtomicBool,
+    abort: Notify,
 }
 
 /// Held by a connection or tunnel task; dropping it marks the task done.
@@ -119,6 +121,22 @@ impl Drain {
                 return self.active.load(Ordering::SeqCst);
             }
         }
+    }
+
+    /// Tells every task still running past the drain limit to stop now, so that it closes
+    /// its record while the audit writer is still there to take it.
+    pub fn abort(&self) {
+        self.aborting.store(true, Ordering::SeqCst);
+        self.abort.notify_waiters();
+    }
+
+    /// Completes once [`Drain::abort`] has been called.
+    pub async fn aborted(&self) {
+        let notified = self.abort.notified();
+        if self.aborting.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
     }
 }
 
@@ -173,7 +191,12 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                 result = conn.as_mut() => result,
                 _ = shutdown.changed() => {
                     conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
+                    tokio::select! {
+                        result = conn.as_mut() => result,
+                        // Dropping the connection drops its response bodies, which close
+                        // their records.
+                        _ = state.drain.aborted() => return,
+                    }
                 }
             };
             if let Err(err) = result {
