@@ -2,14 +2,14 @@
 # Load through cordon against a local nginx origin, and the same load direct, in one run.
 #
 #   benches/load.sh                      # 32 connections, 5 s per run, 3 rounds
-#   DUR=10 ROUNDS=5 CONNS=64 benches/load.sh
+#   DUR=10 ROUNDS=5 CONNS=64 RATE=2000 benches/load.sh
 #
 # Needs oha (cargo install --locked oha, or ../shared/bench/setup.sh), nginx and openssl.
 # Everything listens on 127.0.0.1 only. Prints requests/s, p50, p99 (and what cordon adds),
 # cordon's CPU seconds per 10k requests, its idle and loaded RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DUR=${DUR:-5}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-32}
+DUR=${DUR:-5}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-32}; RATE=${RATE:-5000}
 PLAIN_PORT=${PLAIN_PORT:-28080}; TLS_PORT=${TLS_PORT:-28443}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cache/cordon-bench-tools/bin/oha")}
 for tool in "$OHA" nginx openssl python3; do
@@ -82,7 +82,9 @@ path, sc, target, rnd, ticks, clk, rss, dur = sys.argv[1:]
 d = json.load(open(path))
 codes = d.get("statusCodeDistribution", {})
 ok = int(codes.get("200", 0))
-err = sum(d.get("errorDistribution", {}).values()) + sum(v for k, v in codes.items() if k != "200")
+# Requests still in flight when the run's time is up are cut by oha: not errors.
+err = sum(v for k, v in d.get("errorDistribution", {}).items() if "deadline" not in k)
+err += sum(v for k, v in codes.items() if k != "200")
 lp = d.get("latencyPercentiles", {})
 print(sc, target, rnd, f"{ok/float(dur):.0f}", f"{lp.get('p50', 0)*1000:.3f}", f"{lp.get('p99', 0)*1000:.3f}",
       ok, err, f"{int(ticks)/int(clk):.2f}", rss, sep="\t")
@@ -94,20 +96,25 @@ for round in $(seq "$ROUNDS"); do
   run http1k cordon "http://127.0.0.1:$PLAIN_PORT/1k" -x "http://$proxy"
   run https1k direct "https://127.0.0.1:$TLS_PORT/1k"
   run https1k cordon "https://127.0.0.1:$TLS_PORT/1k" -x "http://$proxy"
+  # Below saturation: latency added by cordon itself rather than queueing for the CPU.
+  run http1k@rate direct "http://127.0.0.1:$PLAIN_PORT/1k" -q "$RATE"
+  run http1k@rate cordon "http://127.0.0.1:$PLAIN_PORT/1k" -q "$RATE" -x "http://$proxy"
+  run https1k@rate direct "https://127.0.0.1:$TLS_PORT/1k" -q "$RATE"
+  run https1k@rate cordon "https://127.0.0.1:$TLS_PORT/1k" -q "$RATE" -x "http://$proxy"
 done
 loaded_rss=$(rss_kb "$cordon")
 kill -TERM "$cordon"; wait "$cordon" 2>/dev/null || true
 "$bin" audit verify "$work/audit.jsonl" >/dev/null && chain=intact || chain=BROKEN
 
-python3 - "$results" "$idle_rss" "$loaded_rss" "$CONNS" "$DUR" "$ROUNDS" "$chain" "$(wc -l < "$work/audit.jsonl")" <<'PY'
+python3 - "$results" "$idle_rss" "$loaded_rss" "$CONNS" "$DUR" "$ROUNDS" "$chain" "$(wc -l < "$work/audit.jsonl")" "$RATE" <<'PY'
 import sys, statistics as st
-path, idle, loaded, conns, dur, rounds, chain, records = sys.argv[1:]
+path, idle, loaded, conns, dur, rounds, chain, records, rate = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path)]
 med = lambda xs: st.median(xs) if xs else 0.0
-print(f"# cordon load: {conns} connections, {dur} s per run, {rounds} rounds (medians)")
+print(f"# cordon load: {conns} connections, {dur} s per run, {rounds} rounds (medians); @rate = {rate} req/s in total")
 print("| scenario | target | req/s | ratio to direct | p50 ms | p99 ms | p99 added ms | errors | cordon CPU s per 10k req |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-for sc in ["http1k", "https1k"]:
+for sc in ["http1k", "https1k", "http1k@rate", "https1k@rate"]:
     base = [r for r in rows if r[0] == sc and r[1] == "direct"]
     brps = med([float(r[3]) for r in base]); bp99 = med([float(r[5]) for r in base])
     for target in ["direct", "cordon"]:
