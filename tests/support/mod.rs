@@ -958,7 +958,7 @@ impl Cordon {
         self.stdout.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM, waits up to 10 s and returns the exit code (128 + signal if killed).
+    /// Sends SIGTERM, waits up to 20 s (cordon's drain limit is 10 s) and returns the exit code (128 + signal if killed).
     /// The temp dir is kept so the test can inspect it through a path saved from `dir()`.
     pub fn stop(mut self) -> i32 {
         self.keep_dir = true;
@@ -969,7 +969,7 @@ impl Cordon {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM {} failed", child.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().expect("wait for cordon") {
                 return exit_code(status);
@@ -978,7 +978,7 @@ impl Cordon {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "cordon did not exit within 10 s of SIGTERM; stderr:\n{}",
+                    "cordon did not exit within 20 s of SIGTERM; stderr:\n{}",
                     self.stderr_text()
                 );
             }
