@@ -27,6 +27,11 @@ audit: {{ path: "{{dir}}/audit.jsonl", fsync: none }}
     )
 }
 
+/// The egress entry that lets tests reach their loopback origin at `origin.test`.
+fn origin_rule(port: u16) -> String {
+    format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}")
+}
+
 fn loopback(name: &str) -> (String, IpAddr) {
     (name.to_string(), "127.0.0.1".parse().unwrap())
 }
@@ -82,12 +87,7 @@ fn allowed_requests_reach_the_origin_intact() {
     let origin = Origin::plain();
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let cordon = Cordon::start(&config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    ));
+    let cordon = Cordon::start(&config(&dns, &origin_rule(port), "  []", "enforce"));
     let proxy = cordon.proxy_addr();
 
     // GET with repeated and oddly cased headers, plus cordon's own headers to strip.
@@ -469,12 +469,7 @@ fn a_changed_host_on_a_kept_alive_connection_is_refused() {
     let origin = Origin::plain();
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let cordon = Cordon::start(&config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    ));
+    let cordon = Cordon::start(&config(&dns, &origin_rule(port), "  []", "enforce"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let proxy = cordon.proxy_addr();
     let (first, second, third) = runtime.block_on(async move {
@@ -580,7 +575,7 @@ fn deny_rules_beat_egress_rules() {
     let port = origin.port();
     let cordon = Cordon::start(&config(
         &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
+        &origin_rule(port),
         "  - { host: origin.test, methods: [DELETE] }\n  - { host: origin.test, paths: [\"/admin/**\"] }",
         "enforce",
     ));
@@ -615,7 +610,7 @@ fn observe_mode_allows_and_records_would_deny() {
     let port = origin.port();
     let cordon = Cordon::start(&config(
         &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
+        &origin_rule(port),
         "  - { host: origin.test, methods: [DELETE] }",
         "observe",
     ));
@@ -647,12 +642,7 @@ fn malformed_requests_get_400_a_record_and_the_proxy_keeps_serving() {
     let origin = Origin::plain();
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let cordon = Cordon::start(&config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    ));
+    let cordon = Cordon::start(&config(&dns, &origin_rule(port), "  []", "enforce"));
     let proxy = cordon.proxy_addr();
     let base = format!("http://origin.test:{port}");
     let count_malformed = || {
@@ -712,12 +702,7 @@ fn metrics_health_and_a_verifiable_trail_after_shutdown() {
     let origin = Origin::plain();
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let cordon = Cordon::start(&config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    ));
+    let cordon = Cordon::start(&config(&dns, &origin_rule(port), "  []", "enforce"));
     let proxy = cordon.proxy_addr();
     let admin = cordon.admin_addr();
     assert_eq!(
@@ -788,13 +773,8 @@ fn an_unwritable_audit_trail_refuses_all_traffic() {
     let origin = Origin::plain();
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let yaml = config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    )
-    .replace("{dir}/audit.jsonl", "/dev/full");
+    let yaml = config(&dns, &origin_rule(port), "  []", "enforce")
+        .replace("{dir}/audit.jsonl", "/dev/full");
     let cordon = Cordon::start(&yaml);
     let proxy = cordon.proxy_addr();
     // The first records fail to write; from then on every request is refused.
@@ -824,12 +804,7 @@ fn a_tunnel_open_past_the_drain_limit_is_closed_and_recorded() {
     let origin = Origin::tls(&ca, &["origin.test"]);
     let dns = dns_for(&["origin.test"]);
     let port = origin.port();
-    let cordon = Cordon::start(&config(
-        &dns,
-        &format!("  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
-        "  []",
-        "enforce",
-    ));
+    let cordon = Cordon::start(&config(&dns, &origin_rule(port), "  []", "enforce"));
     let proxy = cordon.proxy_addr();
     let client = ca.client_config();
     let runtime = tokio::runtime::Runtime::new().unwrap();

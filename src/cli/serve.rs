@@ -117,14 +117,8 @@ async fn serve(config: Config) -> i32 {
 
 fn lifecycle(state: &State, what: &str) -> Record {
     Record {
-        kind: "config",
-        decision: "allow",
-        decision_id: Some(state.next_decision_id()),
-        agent: Some(state.agent.name.clone()),
-        instance: state.agent.instance.clone(),
-        policy_hash: Some(state.policy_hash.clone()),
         detail: Some(what.to_owned()),
-        ..Record::default()
+        ..state.record("config", "allow")
     }
 }
 

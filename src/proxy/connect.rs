@@ -3,9 +3,9 @@
 //! single byte reaches the origin.
 
 use super::exchange::{Exchange, ProxyBody};
-use super::handler::{checked_addresses, parse_authority, printable};
+use super::handler::{authorize, parse_authority, printable};
 use super::Drain;
-use crate::policy::{Decision, DenyReason, Target};
+use crate::policy::{DenyReason, Target};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -70,19 +70,9 @@ pub async fn handle(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyB
         method: None,
         path: None,
     };
-    let allow_ips = match ex.state().policy.decide(&target) {
-        Decision::Allow { rule } => ex.state().policy.egress()[rule].allow_ips.clone(),
-        Decision::Deny { reason, hint } => {
-            if let Some(response) = ex.refuse(reason, hint) {
-                return response;
-            }
-            Vec::new()
-        }
-    };
-
     // 4. Resolve, classify, dial the checked address before answering, so a failure is
     // still a readable HTTP response.
-    let addrs = match checked_addresses(&mut ex, &dest.host, &allow_ips).await {
+    let addrs = match authorize(&mut ex, &target).await {
         Ok(addrs) => addrs,
         Err(response) => return response,
     };

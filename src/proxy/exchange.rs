@@ -31,14 +31,8 @@ impl Exchange {
     /// Starts a decision for `method` (the request line's method).
     pub fn new(state: Arc<State>, method: &str) -> Exchange {
         let record = Record {
-            kind: "http",
-            decision: "allow",
-            decision_id: Some(state.next_decision_id()),
-            agent: Some(state.agent.name.clone()),
-            instance: state.agent.instance.clone(),
-            policy_hash: Some(state.policy_hash.clone()),
             method: Some(method.to_owned()),
-            ..Record::default()
+            ..state.record("http", "allow")
         };
         Exchange {
             state,

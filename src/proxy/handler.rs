@@ -95,18 +95,8 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         method: Some(req.method().as_str()),
         path: Some(&path),
     };
-    let allow_ips = match ex.state().policy.decide(&target) {
-        Decision::Allow { rule } => ex.state().policy.egress()[rule].allow_ips.clone(),
-        Decision::Deny { reason, hint } => {
-            if let Some(response) = ex.refuse(reason, hint) {
-                return response;
-            }
-            Vec::new()
-        }
-    };
-
     // 4. cordon's own resolution; every address is classified before any is dialed.
-    let addrs = match checked_addresses(&mut ex, &dest.host, &allow_ips).await {
+    let addrs = match authorize(&mut ex, &target).await {
         Ok(addrs) => addrs,
         Err(response) => return response,
     };
@@ -232,8 +222,26 @@ pub fn check_host_header(
     }
 }
 
+/// SPEC §4 steps 3 and 4: the policy verdict, then the addresses the destination may be
+/// dialed at. `Err` is the response to send instead.
+pub async fn authorize(
+    ex: &mut Exchange,
+    target: &Target<'_>,
+) -> Result<Vec<IpAddr>, Response<ProxyBody>> {
+    let allow_ips = match ex.state().policy.decide(target) {
+        Decision::Allow { rule } => ex.state().policy.egress()[rule].allow_ips.clone(),
+        Decision::Deny { reason, hint } => {
+            if let Some(response) = ex.refuse(reason, hint) {
+                return Err(response);
+            }
+            Vec::new()
+        }
+    };
+    checked_addresses(ex, target.host, &allow_ips).await
+}
+
 /// Resolves and classifies; `Err` is the response to send (enforce) or a hard failure.
-pub async fn checked_addresses(
+async fn checked_addresses(
     ex: &mut Exchange,
     host: &str,
     allow_ips: &[ipnet::IpNet],
@@ -355,18 +363,12 @@ pub fn connection_error(state: &Arc<State>, peer: SocketAddr, err: &hyper::Error
     };
     tracing::info!(%peer, status, error = %err, "malformed request");
     let record = Record {
-        kind: "http",
-        decision: "deny",
         reason: Some(DenyReason::MalformedRequest.as_str()),
-        decision_id: Some(state.next_decision_id()),
-        agent: Some(state.agent.name.clone()),
-        instance: state.agent.instance.clone(),
-        policy_hash: Some(state.policy_hash.clone()),
         status: Some(status),
         bytes_out: Some(0),
         bytes_in: Some(0),
         detail: Some(format!("{err}")),
-        ..Record::default()
+        ..state.record("http", "deny")
     };
     state
         .metrics

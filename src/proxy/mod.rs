@@ -7,7 +7,7 @@ pub mod exchange;
 pub mod framing;
 pub mod handler;
 
-use crate::audit::AuditHandle;
+use crate::audit::{AuditHandle, Record};
 use crate::config::{Agent, Config, Mode};
 use crate::metrics::Metrics;
 use crate::net::Resolver;
@@ -79,6 +79,19 @@ impl State {
             drain: Drain::default(),
             id_prefix: u32::from_le_bytes(seed),
             id_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A record stamped with who decided (agent, instance, policy) and a fresh decision id.
+    pub fn record(&self, kind: &'static str, decision: &'static str) -> Record {
+        Record {
+            kind,
+            decision,
+            decision_id: Some(self.next_decision_id()),
+            agent: Some(self.agent.name.clone()),
+            instance: self.agent.instance.clone(),
+            policy_hash: Some(self.policy_hash.clone()),
+            ..Record::default()
         }
     }
 
