@@ -53,6 +53,7 @@ fn large_policy() -> Policy {
                 rules,
                 allow_ips: Vec::new(),
                 tls: TlsMode::Passthrough,
+                credential: None,
             }
         })
         .collect();

@@ -8,7 +8,9 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod tls;

@@ -1,6 +1,8 @@
 //! Prometheus metrics served on the admin listener (SPEC §10 names).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Every metric cordon exports, registered in one registry.
 #[derive(Clone)]
@@ -12,6 +14,10 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `cordon_audit_records_total`.
     pub audit_records: IntCounter,
+    /// `cordon_credential_expiry_seconds{credential}`: seconds until the current value expires.
+    pub credential_expiry: GaugeVec,
+    /// `cordon_credential_rotations_total{credential,reason}`.
+    pub credential_rotations: IntCounterVec,
 }
 
 impl Metrics {
@@ -43,10 +49,28 @@ impl Metrics {
             "Audit records written to the trail.",
         )
         .expect("static metric definition");
+        let credential_expiry = GaugeVec::new(
+            Opts::new(
+                "cordon_credential_expiry_seconds",
+                "Seconds until the current value of a credential expires.",
+            ),
+            &["credential"],
+        )
+        .expect("static metric definition");
+        let credential_rotations = IntCounterVec::new(
+            Opts::new(
+                "cordon_credential_rotations_total",
+                "New credential values taken into use, by reason.",
+            ),
+            &["credential", "reason"],
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(audit_records.clone()),
+            Box::new(credential_expiry.clone()),
+            Box::new(credential_rotations.clone()),
         ] {
             registry
                 .register(collector)
@@ -57,6 +81,8 @@ impl Metrics {
             requests,
             request_duration,
             audit_records,
+            credential_expiry,
+            credential_rotations,
         }
     }
 

@@ -8,6 +8,6 @@ pub mod record;
 pub mod sink;
 pub mod verify;
 
-pub use record::Record;
+pub use record::{CredentialUse, Record};
 pub use sink::{AuditError, AuditHandle, AuditWriter, Fsync};
 pub use verify::{verify_file, VerifyError, VerifyOk};

@@ -46,8 +46,17 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialUse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
     /// Free-text detail for operators (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Which credential (and which value of it) a request carried; never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialUse {
+    pub id: String,
+    pub version: u64,
 }

@@ -105,6 +105,7 @@ pub(super) fn compile(
             rules,
             allow_ips: checked.allow_ips,
             tls: checked.tls,
+            credential: None,
         });
     }
     let mut deny_entries = Vec::with_capacity(deny.len());
@@ -135,6 +136,8 @@ pub(super) fn compile(
         policy: Policy::new(egress_entries, deny_entries),
         audit,
         policy_hash,
+        tls: super::Tls::default(),
+        credentials: Vec::new(),
     })
 }
 

@@ -112,6 +112,7 @@ fn host(p: &HostPattern) -> String {
 fn tls(mode: TlsMode) -> &'static str {
     match mode {
         TlsMode::Passthrough => "passthrough",
+        TlsMode::Intercept => "intercept",
     }
 }
 

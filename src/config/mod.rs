@@ -12,6 +12,7 @@ mod raw;
 pub use describe::describe;
 
 use crate::audit::Fsync;
+use crate::credentials::CredentialSpec;
 use crate::policy::Policy;
 use sha2::{Digest, Sha256};
 use std::fmt::Display;
@@ -80,7 +81,32 @@ pub struct Config {
     pub audit: Audit,
     /// `sha256:<hex>` of the file's bytes, stamped on every record.
     pub policy_hash: String,
+    /// Interception: where cordon's CA lives and which extra roots origins may chain to.
+    pub tls: Tls,
+    /// Credentials injected into requests, in config order.
+    pub credentials: Vec<CredentialSpec>,
 }
+
+/// Where cordon's local CA lives, and extra trust roots for origins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Directory holding `ca.crt` and `ca.key` (created on first use).
+    pub ca_dir: PathBuf,
+    /// PEM files whose certificates are trusted for origins besides the webpki roots.
+    pub extra_roots: Vec<PathBuf>,
+}
+
+impl Default for Tls {
+    fn default() -> Tls {
+        Tls {
+            ca_dir: PathBuf::from(DEFAULT_CA_DIR),
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+/// Where the CA lives when `tls.ca_dir` is not set.
+pub const DEFAULT_CA_DIR: &str = "/var/lib/cordon/ca";
 
 /// A config problem; `Display` reads `<file>: <key path>: <problem>`.
 #[derive(Debug, thiserror::Error)]

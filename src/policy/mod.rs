@@ -34,11 +34,19 @@ pub enum DenyReason {
     MalformedRequest,
     /// The audit trail cannot be written, so nothing is let through.
     AuditUnavailable,
+    /// The credential the request needs cannot be obtained; it is never sent without it.
+    CredentialUnavailable,
+    /// The request carries a credential's real value where only its placeholder is allowed.
+    RealSecretUsed,
+    /// A credential's placeholder was sent to a host the credential is not bound to.
+    PlaceholderMisuse,
+    /// The origin's TLS certificate did not verify (wrong name, expired, unknown CA).
+    UpstreamTls,
 }
 
 impl DenyReason {
     /// Every reason, in documentation order.
-    pub const ALL: [DenyReason; 11] = [
+    pub const ALL: [DenyReason; 15] = [
         DenyReason::NotAllowed,
         DenyReason::Boundary,
         DenyReason::HostMismatch,
@@ -50,6 +58,10 @@ impl DenyReason {
         DenyReason::UpstreamUnreachable,
         DenyReason::MalformedRequest,
         DenyReason::AuditUnavailable,
+        DenyReason::CredentialUnavailable,
+        DenyReason::RealSecretUsed,
+        DenyReason::PlaceholderMisuse,
+        DenyReason::UpstreamTls,
     ];
 
     /// The reason code as it appears in headers, bodies, audit records and metrics.
@@ -66,6 +78,10 @@ impl DenyReason {
             DenyReason::UpstreamUnreachable => "upstream_unreachable",
             DenyReason::MalformedRequest => "malformed_request",
             DenyReason::AuditUnavailable => "audit_unavailable",
+            DenyReason::CredentialUnavailable => "credential_unavailable",
+            DenyReason::RealSecretUsed => "real_secret_used",
+            DenyReason::PlaceholderMisuse => "placeholder_misuse",
+            DenyReason::UpstreamTls => "upstream_tls",
         }
     }
 
@@ -73,7 +89,10 @@ impl DenyReason {
     pub fn status(self) -> u16 {
         match self {
             DenyReason::MalformedRequest => 400,
-            DenyReason::DnsFailure | DenyReason::UpstreamUnreachable => 502,
+            DenyReason::DnsFailure
+            | DenyReason::UpstreamUnreachable
+            | DenyReason::CredentialUnavailable
+            | DenyReason::UpstreamTls => 502,
             DenyReason::AuditUnavailable => 503,
             _ => 403,
         }
@@ -89,6 +108,10 @@ impl DenyReason {
                 | DenyReason::DnsFailure
                 | DenyReason::UpstreamUnreachable
                 | DenyReason::AuditUnavailable
+                | DenyReason::CredentialUnavailable
+                | DenyReason::UpstreamTls
+                | DenyReason::RealSecretUsed
+                | DenyReason::PlaceholderMisuse
         )
     }
 }
@@ -98,6 +121,9 @@ impl DenyReason {
 pub enum TlsMode {
     /// TLS bytes are relayed untouched after the SNI check.
     Passthrough,
+    /// cordon terminates the agent's TLS with a leaf from its own CA and decides (and
+    /// injects credentials) on every request inside the tunnel.
+    Intercept,
 }
 
 /// One method/path rule of an egress entry; `None` means "any".
@@ -122,6 +148,8 @@ pub struct EgressEntry {
     pub allow_ips: Vec<IpNet>,
     /// How tunnels to these hosts are carried.
     pub tls: TlsMode,
+    /// The credential injected into requests this entry allows (an id of `credentials`).
+    pub credential: Option<String>,
 }
 
 /// One boundary rule; every present field must match for the rule to deny.
@@ -381,6 +409,7 @@ mod tests {
             rules,
             allow_ips: Vec::new(),
             tls: TlsMode::Passthrough,
+            credential: None,
         }
     }
 
