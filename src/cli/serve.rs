@@ -3,9 +3,12 @@
 use crate::audit::{AuditWriter, Record};
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
+use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::net::Resolver;
-use crate::proxy::{self, State};
+use crate::policy::TlsMode;
+use crate::proxy::{self, State, StateParts};
+use crate::tls::LocalCa;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +82,39 @@ async fn serve(config: Config) -> i32 {
         None => None,
     };
 
-    let state = Arc::new(State::new(&config, resolver, audit.clone(), metrics));
+    let intercepts = config
+        .policy
+        .egress()
+        .iter()
+        .any(|entry| entry.tls == TlsMode::Intercept);
+    let ca = if intercepts {
+        match LocalCa::load_or_create(&config.tls.ca_dir) {
+            Ok(ca) => Some(Arc::new(ca)),
+            Err(err) => {
+                eprintln!("cordon serve: tls.ca_dir: {err}");
+                return 2;
+            }
+        }
+    } else {
+        None
+    };
+    let upstream_tls = match crate::tls::upstream_client_config(&config.tls.extra_roots) {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("cordon serve: tls.extra_roots: {err}");
+            return 2;
+        }
+    };
+    let credentials = Arc::new(Credentials::start(&config.credentials, &metrics).await);
+    let parts = StateParts {
+        resolver,
+        audit: audit.clone(),
+        metrics,
+        ca,
+        upstream_tls,
+        credentials,
+    };
+    let state = Arc::new(State::new(&config, parts));
     audit.record(lifecycle(&state, "serve started"));
     let (stop, stopped) = watch::channel(false);
     announce("proxy", &proxy_listener);

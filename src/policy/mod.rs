@@ -222,6 +222,18 @@ impl HostIndex {
     }
 }
 
+/// How a CONNECT tunnel is carried, from [`Policy::decide_tunnel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelDecision {
+    /// Relay the TLS bytes untouched; allowed by `egress[rule]`.
+    Passthrough { rule: usize },
+    /// Terminate TLS and decide every request inside; `egress[rule]` is the entry that
+    /// asked for interception.
+    Intercept { rule: usize },
+    /// Refuse the CONNECT itself.
+    Deny { reason: DenyReason, hint: String },
+}
+
 /// The compiled standing policy: deny boundary plus egress allowlist.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -297,6 +309,54 @@ impl Policy {
             None => Decision::Deny {
                 reason: DenyReason::NotAllowed,
                 hint: self.miss_hint(target),
+            },
+        }
+    }
+
+    /// Decides a CONNECT: the first egress entry for host and port says how the tunnel is
+    /// carried. An intercepted tunnel is refused here only by a host-wide boundary; method
+    /// and path rules (allow and deny) are then decided per request inside it.
+    pub fn decide_tunnel(&self, host: &str, port: u16) -> TunnelDecision {
+        let opaque = Target {
+            host,
+            port,
+            method: None,
+            path: None,
+        };
+        let first = self
+            .index
+            .buckets(host)
+            .filter_map(|bucket| {
+                bucket.egress.iter().copied().find(|&i| {
+                    let entry = &self.egress[i];
+                    entry.host.matches(host) && entry.ports.contains(&port)
+                })
+            })
+            .min();
+        match first {
+            Some(rule) if self.egress[rule].tls == TlsMode::Intercept => {
+                let boundary = self
+                    .index
+                    .buckets(host)
+                    .flat_map(|bucket| bucket.deny.iter().copied())
+                    .filter(|&i| {
+                        let entry = &self.deny[i];
+                        entry.methods.is_none()
+                            && entry.paths.is_none()
+                            && deny_matches(entry, &opaque)
+                    })
+                    .min();
+                match boundary {
+                    Some(i) => TunnelDecision::Deny {
+                        reason: DenyReason::Boundary,
+                        hint: format!("denied by deny[{i}]"),
+                    },
+                    None => TunnelDecision::Intercept { rule },
+                }
+            }
+            _ => match self.decide(&opaque) {
+                Decision::Allow { rule } => TunnelDecision::Passthrough { rule },
+                Decision::Deny { reason, hint } => TunnelDecision::Deny { reason, hint },
             },
         }
     }
@@ -400,6 +460,60 @@ mod tests {
             methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             paths: paths.map(|p| p.iter().map(|s| PathPattern::parse(s).unwrap()).collect()),
         }
+    }
+
+    #[test]
+    fn tunnels_follow_the_first_entry_for_host_and_port() {
+        let mut intercepted = egress("api.example.com", &[443], vec![rule(Some(&["GET"]), None)]);
+        intercepted.tls = TlsMode::Intercept;
+        let policy = Policy::new(
+            vec![
+                egress("pass.example.com", &[443], vec![]),
+                intercepted,
+                egress(
+                    "ruled.example.com",
+                    &[443],
+                    vec![rule(Some(&["GET"]), None)],
+                ),
+            ],
+            vec![
+                deny("api.example.com", None, Some(&["DELETE"]), None),
+                deny("pass.example.com", Some(&[8443]), None, None),
+            ],
+        );
+        assert_eq!(
+            policy.decide_tunnel("pass.example.com", 443),
+            TunnelDecision::Passthrough { rule: 0 }
+        );
+        // A method boundary does not close an intercepted tunnel: it is enforced inside.
+        assert_eq!(
+            policy.decide_tunnel("api.example.com", 443),
+            TunnelDecision::Intercept { rule: 1 }
+        );
+        assert!(matches!(
+            policy.decide_tunnel("api.example.com", 8443),
+            TunnelDecision::Deny { .. }
+        ));
+        assert!(matches!(
+            policy.decide_tunnel("ruled.example.com", 443),
+            TunnelDecision::Deny {
+                reason: DenyReason::NotAllowed,
+                ..
+            }
+        ));
+        let mut host_wide = egress("api.example.com", &[443], vec![]);
+        host_wide.tls = TlsMode::Intercept;
+        let policy = Policy::new(
+            vec![host_wide],
+            vec![deny("api.example.com", None, None, None)],
+        );
+        assert!(matches!(
+            policy.decide_tunnel("api.example.com", 443),
+            TunnelDecision::Deny {
+                reason: DenyReason::Boundary,
+                ..
+            }
+        ));
     }
 
     fn egress(host: &str, ports: &[u16], rules: Vec<RequestRule>) -> EgressEntry {

@@ -3,14 +3,15 @@
 //! single byte reaches the origin.
 
 use super::exchange::{Exchange, ProxyBody};
-use super::handler::{authorize, parse_authority, printable};
+use super::handler::{checked_addresses, parse_authority, printable};
 use super::Drain;
-use crate::policy::{DenyReason, Target};
+use crate::policy::{DenyReason, TunnelDecision};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -63,16 +64,25 @@ pub async fn handle(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyB
         return response;
     }
 
-    // 3. Policy on the opaque tunnel: no method or path can be seen inside it.
-    let target = Target {
-        host: &dest.host,
-        port: dest.port,
-        method: None,
-        path: None,
+    // 3. Policy on the tunnel: the first entry for host and port says whether cordon
+    // relays it untouched or intercepts it and decides each request inside.
+    let (intercept, allow_ips) = match ex.state().policy.decide_tunnel(&dest.host, dest.port) {
+        TunnelDecision::Passthrough { rule } => {
+            (false, ex.state().policy.egress()[rule].allow_ips.clone())
+        }
+        TunnelDecision::Intercept { rule } => {
+            (true, ex.state().policy.egress()[rule].allow_ips.clone())
+        }
+        TunnelDecision::Deny { reason, hint } => {
+            if let Some(response) = ex.refuse(reason, hint) {
+                return response;
+            }
+            (false, Vec::new())
+        }
     };
     // 4. Resolve, classify, dial the checked address before answering, so a failure is
     // still a readable HTTP response.
-    let addrs = match authorize(&mut ex, &target).await {
+    let addrs = match checked_addresses(&mut ex, &dest.host, &allow_ips).await {
         Ok(addrs) => addrs,
         Err(response) => return response,
     };
@@ -92,7 +102,16 @@ pub async fn handle(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyB
     tokio::spawn(async move {
         let _guard = Drain::enter(&state);
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => relay(ex, TokioIo::new(upgraded), upstream, dest.host).await,
+            Ok(upgraded) => {
+                let agent = TokioIo::new(upgraded);
+                let tunnel = Tunnel {
+                    host: dest.host,
+                    port: dest.port,
+                    addrs,
+                    intercept,
+                };
+                relay(ex, agent, upstream, tunnel).await
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "tunnel upgrade failed");
                 ex.close_forwarded(Some(200), 0, 0);
@@ -104,11 +123,21 @@ pub async fn handle(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyB
     response
 }
 
-/// Checks the ClientHello, then copies bytes both ways until either side closes.
-async fn relay<A>(mut ex: Exchange, mut agent: A, mut upstream: TcpStream, host: String)
+/// Where an opened tunnel goes and how it is carried.
+struct Tunnel {
+    host: String,
+    port: u16,
+    addrs: Vec<IpAddr>,
+    intercept: bool,
+}
+
+/// Checks the ClientHello, then either copies bytes both ways until a side closes, or hands
+/// the tunnel to interception.
+async fn relay<A>(mut ex: Exchange, mut agent: A, mut upstream: TcpStream, tunnel: Tunnel)
 where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let host = &tunnel.host;
     let hello = match read_client_hello(&mut agent).await {
         Ok(hello) => hello,
         Err(problem) => {
@@ -120,7 +149,7 @@ where
     ex.record.sni = hello.sni.clone();
     if let Some(sni) = &hello.sni {
         let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-        if sni != host {
+        if sni != *host {
             let hint = format!(
                 "TLS server name {} does not match the CONNECT host {host}",
                 printable(&sni)
@@ -131,6 +160,18 @@ where
                 return close_refused(&mut ex, DenyReason::SniMismatch, hint);
             }
         }
+    }
+    if tunnel.intercept {
+        let agent = super::intercept::Prefixed::new(hello.bytes, agent);
+        return super::intercept::serve(
+            ex,
+            agent,
+            upstream,
+            tunnel.addrs,
+            tunnel.host,
+            tunnel.port,
+        )
+        .await;
     }
     if upstream.write_all(&hello.bytes).await.is_err() {
         return ex.close_forwarded(Some(200), 0, 0);

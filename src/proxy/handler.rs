@@ -96,14 +96,20 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         path: Some(&path),
     };
     // 4. cordon's own resolution; every address is classified before any is dialed.
-    let addrs = match authorize(&mut ex, &target).await {
-        Ok(addrs) => addrs,
+    let (addrs, rule) = match authorize(&mut ex, &target).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     ex.record.ip = Some(addrs[0].to_string());
 
     // 6. What must not leave: proxy credentials, cordon's own headers, hop-by-hop headers.
     let (mut parts, body) = req.into_parts();
+    let state = ex.state().clone();
+    let credential = rule.and_then(|rule| state.policy.egress()[rule].credential.as_deref());
+    match super::inject::inject(&state.credentials, credential, &mut parts) {
+        Ok(used) => ex.record.credential = used,
+        Err((reason, hint)) => return ex.deny(reason, hint),
+    }
     strip_request_headers(&mut parts.headers);
     if !parts.headers.contains_key(HOST) {
         // HTTP/1.0 may omit Host; the origin must still see the name, not the address.
@@ -227,21 +233,24 @@ pub fn check_host_header(
 pub async fn authorize(
     ex: &mut Exchange,
     target: &Target<'_>,
-) -> Result<Vec<IpAddr>, Response<ProxyBody>> {
-    let allow_ips = match ex.state().policy.decide(target) {
-        Decision::Allow { rule } => ex.state().policy.egress()[rule].allow_ips.clone(),
+) -> Result<(Vec<IpAddr>, Option<usize>), Response<ProxyBody>> {
+    let (rule, allow_ips) = match ex.state().policy.decide(target) {
+        Decision::Allow { rule } => (
+            Some(rule),
+            ex.state().policy.egress()[rule].allow_ips.clone(),
+        ),
         Decision::Deny { reason, hint } => {
             if let Some(response) = ex.refuse(reason, hint) {
                 return Err(response);
             }
-            Vec::new()
+            (None, Vec::new())
         }
     };
-    checked_addresses(ex, target.host, &allow_ips).await
+    Ok((checked_addresses(ex, target.host, &allow_ips).await?, rule))
 }
 
 /// Resolves and classifies; `Err` is the response to send (enforce) or a hard failure.
-async fn checked_addresses(
+pub(crate) async fn checked_addresses(
     ex: &mut Exchange,
     host: &str,
     allow_ips: &[ipnet::IpNet],
@@ -315,7 +324,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Request headers that never reach the origin.
-fn strip_request_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_request_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     // cordon answers 100-continue itself when it starts reading the body.
     headers.remove(http::header::EXPECT);
@@ -329,7 +338,7 @@ fn strip_request_headers(headers: &mut HeaderMap) {
     }
 }
 
-fn intent(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn intent(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("x-cordon-intent")?;
     let text: String = String::from_utf8_lossy(value.as_bytes())
         .chars()

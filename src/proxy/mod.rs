@@ -6,12 +6,16 @@ pub mod connect;
 pub mod exchange;
 pub mod framing;
 pub mod handler;
+pub mod inject;
+pub mod intercept;
 
 use crate::audit::{AuditHandle, Record};
 use crate::config::{Agent, Config, Mode};
+use crate::credentials::Credentials;
 use crate::metrics::Metrics;
 use crate::net::Resolver;
 use crate::policy::Policy;
+use crate::tls::LocalCa;
 use exchange::Counted;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -42,13 +46,27 @@ pub struct State {
     pub audit: AuditHandle,
     pub metrics: Metrics,
     pub drain: Drain,
+    /// cordon's CA, loaded when some egress entry intercepts.
+    pub ca: Option<Arc<LocalCa>>,
+    /// Verifying TLS towards origins of intercepted tunnels.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Every configured credential.
+    pub credentials: Arc<Credentials>,
     id_prefix: u32,
     id_counter: AtomicU64,
 }
 
 impl State {
     /// Builds the proxy state from a validated config.
-    pub fn new(config: &Config, resolver: Resolver, audit: AuditHandle, metrics: Metrics) -> State {
+    pub fn new(config: &Config, parts: StateParts) -> State {
+        let StateParts {
+            resolver,
+            audit,
+            metrics,
+            ca,
+            upstream_tls,
+            credentials,
+        } = parts;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(crate::net::CONNECT_TIMEOUT));
@@ -77,6 +95,9 @@ impl State {
             audit,
             metrics,
             drain: Drain::default(),
+            ca,
+            upstream_tls,
+            credentials,
             id_prefix: u32::from_le_bytes(seed),
             id_counter: AtomicU64::new(0),
         }
@@ -100,6 +121,16 @@ impl State {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         format!("d-{:08x}{:010x}", self.id_prefix, n)
     }
+}
+
+/// What `State::new` needs besides the config: everything that was opened or fetched.
+pub struct StateParts {
+    pub resolver: Resolver,
+    pub audit: AuditHandle,
+    pub metrics: Metrics,
+    pub ca: Option<Arc<LocalCa>>,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub credentials: Arc<Credentials>,
 }
 
 /// Counts connections and tunnels still running, so shutdown can wait for them.

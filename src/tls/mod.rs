@@ -25,6 +25,16 @@ impl LocalCa {
         todo!()
     }
 
+    /// A server config presenting `host`'s leaf, with the given ALPN protocols.
+    pub fn server_config(
+        &self,
+        host: &str,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let _ = (host, alpn);
+        todo!()
+    }
+
     /// A leaf for `host` (DNS name or IP literal), minted once and cached until well before
     /// it expires. Never generates a key per host.
     pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, TlsError> {
@@ -39,5 +49,11 @@ pub fn upstream_client_config(
     extra_roots: &[std::path::PathBuf],
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let _ = extra_roots;
+    todo!()
+}
+
+/// Whether an I/O error from a TLS handshake means the peer's certificate did not verify.
+pub fn is_certificate_error(err: &std::io::Error) -> bool {
+    let _ = err;
     todo!()
 }
