@@ -177,6 +177,44 @@ impl TestCa {
         (vec![cert.der().clone(), self.cert_der()], key_der)
     }
 
+    /// A leaf for `names` that expired yesterday.
+    pub fn leaf_expired(
+        &self,
+        names: &[&str],
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        self.leaf_valid(names, -10, -1)
+    }
+
+    /// A leaf for `names` valid from `from_days` to `to_days` relative to today.
+    pub fn leaf_valid(
+        &self,
+        names: &[&str],
+        from_days: i64,
+        to_days: i64,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().expect("generate leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let base = now - (now % 86_400);
+        // rcgen's date type adds std durations; counting from the epoch avoids naming it.
+        let at = |days: i64| {
+            rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs((base + days * 86_400) as u64)
+        };
+        params.not_before = at(from_days);
+        params.not_after = at(to_days);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign leaf");
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (vec![cert.der().clone(), self.cert_der()], key_der)
+    }
+
     /// A rustls client config that trusts only this CA.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         client_config_with_roots(vec![self.cert_der()])
@@ -246,6 +284,8 @@ pub struct SeenRequest {
     pub tls: bool,
     /// SNI the client sent, for TLS origins.
     pub sni: Option<String>,
+    /// When the request head arrived (before its body was read).
+    pub received: SystemTime,
 }
 
 impl SeenRequest {
@@ -299,13 +339,30 @@ impl Origin {
         let mut sans = names.to_vec();
         sans.push("127.0.0.1");
         let (chain, key) = ca.leaf(&sans);
+        Origin::tls_with(chain, key, &[b"http/1.1"])
+    }
+
+    /// A TLS origin offering HTTP/2 (ALPN h2, then http/1.1).
+    pub fn tls_h2(ca: &TestCa, names: &[&str]) -> Origin {
+        let mut sans = names.to_vec();
+        sans.push("127.0.0.1");
+        let (chain, key) = ca.leaf(&sans);
+        Origin::tls_with(chain, key, &[b"h2", b"http/1.1"])
+    }
+
+    /// A TLS origin presenting exactly `chain` (e.g. an expired or wrong-name leaf).
+    pub fn tls_with(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        alpn: &[&[u8]],
+    ) -> Origin {
         let mut config = rustls::ServerConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .expect("TLS versions")
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("origin certificate");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Origin::serve(
             std_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
@@ -378,9 +435,10 @@ where
         let sni = sni.clone();
         async move { Ok::<_, Infallible>(answer(req, seen, tls, sni).await) }
     });
-    // Errors here are clients hanging up, which several tests do on purpose.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
+    // Errors here are clients hanging up, which several tests do on purpose. The auto
+    // builder speaks HTTP/2 to clients that start with its preface, HTTP/1.1 otherwise.
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await;
 }
 
@@ -390,6 +448,7 @@ async fn answer(
     tls: bool,
     sni: Option<String>,
 ) -> Response<OriginBody> {
+    let received = SystemTime::now();
     let (parts, mut body) = req.into_parts();
     // Collect frame by frame so a body cut off mid-way is still recorded: scanning tests need
     // to see exactly which bytes reached the origin.
@@ -431,6 +490,7 @@ async fn answer(
         body_complete,
         tls,
         sni,
+        received,
     });
 
     let path = parts.uri.path();
