@@ -31,11 +31,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage the local CA that signs certificates for intercepted hosts.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Work with audit trails.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA if absent (key mode 0600) and print its fingerprint.
+    #[command(after_help = "Example:\n  cordon ca init --dir /var/lib/cordon/ca")]
+    Init(#[command(flatten)] cordon::cli::ca::CaLocation),
+    /// Print the CA certificate (PEM) for the agent's trust store; never creates one.
+    #[command(after_help = "Example:\n  cordon ca export --config cordon.yaml > cordon-ca.pem")]
+    Export(#[command(flatten)] cordon::cli::ca::CaLocation),
 }
 
 #[derive(Subcommand)]
@@ -57,6 +72,12 @@ fn main() {
     let code = match cli.command {
         Command::Serve { config, log_format } => cordon::cli::serve::run(&config, log_format),
         Command::Check { config } => cordon::cli::check::run(&config),
+        Command::Ca {
+            command: CaCommand::Init(location),
+        } => cordon::cli::ca::init(&location),
+        Command::Ca {
+            command: CaCommand::Export(location),
+        } => cordon::cli::ca::export(&location),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => cordon::cli::audit::verify(&file),

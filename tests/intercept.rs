@@ -32,7 +32,10 @@ impl Setup {
         let origin_ca = TestCa::new("origin test CA");
         let scratch = unique_temp_dir("intercept");
         let ca_file = origin_ca.write_pem(&scratch);
-        let records: Vec<(&str, IpAddr)> = names.iter().map(|n| (*n, "127.0.0.1".parse().unwrap())).collect();
+        let records: Vec<(&str, IpAddr)> = names
+            .iter()
+            .map(|n| (*n, "127.0.0.1".parse().unwrap()))
+            .collect();
         Setup {
             origin_ca,
             ca_file,
@@ -65,14 +68,25 @@ audit: {{ path: "{{dir}}/audit.jsonl", fsync: none }}
 fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>, String) {
     let ca = cordon.dir().join("ca/ca.crt");
     let proxy = format!("http://{}", cordon.proxy_addr());
-    let mut full = vec!["-x", &proxy, "--cacert", ca.to_str().unwrap(), "-w", "\n%{http_code} %{http_version}"];
+    let mut full = vec![
+        "-x",
+        &proxy,
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ];
     full.extend_from_slice(args);
     let (code, out, err) = curl(&full);
     assert_eq!(code, 0, "curl {args:?}: {err}");
     let text = String::from_utf8_lossy(&out).to_string();
     let (body, tail) = text.rsplit_once('\n').unwrap();
     let (status, version) = tail.split_once(' ').unwrap();
-    (status.parse().unwrap(), body.as_bytes().to_vec(), version.to_owned())
+    (
+        status.parse().unwrap(),
+        body.as_bytes().to_vec(),
+        version.to_owned(),
+    )
 }
 
 /// Acceptance 6: no secret anywhere cordon writes.
@@ -80,16 +94,27 @@ fn assert_no_secret(cordon: &Cordon, secrets: &[&str]) {
     let trail = std::fs::read_to_string(cordon.audit_path()).unwrap_or_default();
     let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
     let metrics = String::from_utf8_lossy(&metrics).to_string();
-    for (name, text) in [("audit trail", trail), ("stderr", cordon.stderr_text()), ("stdout", cordon.stdout_text()), ("metrics", metrics)] {
+    for (name, text) in [
+        ("audit trail", trail),
+        ("stderr", cordon.stderr_text()),
+        ("stdout", cordon.stdout_text()),
+        ("metrics", metrics),
+    ] {
         for secret in secrets {
             // Never print the secret itself, not even in a failure message.
-            assert!(!text.contains(secret), "a credential value appears in cordon's {name}");
+            assert!(
+                !text.contains(secret),
+                "a credential value appears in cordon's {name}"
+            );
         }
     }
 }
 
 fn bearer(seen: &SeenRequest) -> String {
-    seen.header("authorization").unwrap_or("").trim_start_matches("Bearer ").to_owned()
+    seen.header("authorization")
+        .unwrap_or("")
+        .trim_start_matches("Bearer ")
+        .to_owned()
 }
 
 fn reqwest_client(cordon: &Cordon) -> reqwest::Client {
@@ -122,10 +147,20 @@ fn intercepted_requests_carry_the_injected_credential_over_http1_and_http2() {
         let (status, body, seen_version) = curl_via(&cordon, &[flag, &url]);
         assert_eq!(status, 200);
         assert_eq!(seen_version, version, "agent side negotiated {version}");
-        assert!(!String::from_utf8_lossy(&body).contains(&secret), "the response does not carry the credential");
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&secret),
+            "the response does not carry the credential"
+        );
         let seen = origin.requests().pop().unwrap();
-        assert!(bearer(&seen) == secret, "the origin received the injected credential");
-        assert_eq!(seen.version, http::Version::HTTP_2, "cordon spoke HTTP/2 to an origin offering it");
+        assert!(
+            bearer(&seen) == secret,
+            "the origin received the injected credential"
+        );
+        assert_eq!(
+            seen.version,
+            http::Version::HTTP_2,
+            "cordon spoke HTTP/2 to an origin offering it"
+        );
     }
 
     // A Rust client, trusting only cordon's CA, over HTTP/2 through the proxy.
@@ -144,7 +179,10 @@ fn intercepted_requests_carry_the_injected_credential_over_http1_and_http2() {
     let (code, _, _) = curl(&["-x", &proxy, &url]);
     assert_ne!(code, 0, "the system trust store does not hold cordon's CA");
 
-    let record = cordon.wait_for_records(|r| r["path"] == "/v1/models" && r["credential"]["id"] == "demo", WAIT);
+    let record = cordon.wait_for_records(
+        |r| r["path"] == "/v1/models" && r["credential"]["id"] == "demo",
+        WAIT,
+    );
     assert_eq!(record["credential"]["version"], 1);
     assert_eq!(record["sni"], "origin.test");
     assert_no_secret(&cordon, &[&secret]);
@@ -168,26 +206,55 @@ fn rules_hold_inside_the_tunnel_on_kept_alive_connections_and_http2_streams() {
     let ca = cordon.dir().join("ca/ca.crt");
     let proxy = format!("http://{}", cordon.proxy_addr());
     let (code, out, err) = curl(&[
-        "-x", &proxy, "--cacert", ca.to_str().unwrap(), "--http1.1", "-w", "%{http_code} %{num_connects}\n", "-o", "/dev/null",
-        &format!("{base}/v1/a"), "-o", "/dev/null", &format!("{base}/admin"), "-o", "/dev/null", &format!("{base}/v1/b"),
+        "-x",
+        &proxy,
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--http1.1",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+        "-o",
+        "/dev/null",
+        &format!("{base}/v1/a"),
+        "-o",
+        "/dev/null",
+        &format!("{base}/admin"),
+        "-o",
+        "/dev/null",
+        &format!("{base}/v1/b"),
     ]);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<String> = String::from_utf8_lossy(&out).lines().map(str::to_owned).collect();
-    assert_eq!(lines, vec!["200 1", "403 0", "200 0"], "one connection, the middle request refused");
+    let lines: Vec<String> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["200 1", "403 0", "200 0"],
+        "one connection, the middle request refused"
+    );
 
     // HTTP/2 streams on one connection: the rules apply to each stream.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest_client(&cordon);
     let statuses = runtime.block_on(async {
         let mut statuses = Vec::new();
-        for (method, path) in [("GET", "/v1/x"), ("DELETE", "/v1/x"), ("GET", "/v2/x"), ("GET", "/v1/y")] {
+        for (method, path) in [
+            ("GET", "/v1/x"),
+            ("DELETE", "/v1/x"),
+            ("GET", "/v2/x"),
+            ("GET", "/v1/y"),
+        ] {
             let response = client
                 .request(method.parse().unwrap(), format!("{base}{path}"))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.version(), http::Version::HTTP_2);
-            let reason = response.headers().get("x-cordon-reason").map(|v| v.to_str().unwrap().to_owned());
+            let reason = response
+                .headers()
+                .get("x-cordon-reason")
+                .map(|v| v.to_str().unwrap().to_owned());
             statuses.push((response.status().as_u16(), reason));
         }
         statuses
@@ -206,13 +273,34 @@ fn rules_hold_inside_the_tunnel_on_kept_alive_connections_and_http2_streams() {
     let cordon_ca = std::fs::read_to_string(&ca).unwrap();
     let proxy_addr = cordon.proxy_addr();
     let (h2_status, h1_status) = runtime.block_on(async move {
-        let h2 = request_in_tunnel(proxy_addr, "origin.test", port, &cordon_ca, true, &format!("https://other.test:{port}/v1/x"), None).await;
-        let h1 = request_in_tunnel(proxy_addr, "origin.test", port, &cordon_ca, false, "/v1/x", Some(&format!("other.test:{port}"))).await;
+        let h2 = request_in_tunnel(
+            proxy_addr,
+            "origin.test",
+            port,
+            &cordon_ca,
+            true,
+            &format!("https://other.test:{port}/v1/x"),
+            None,
+        )
+        .await;
+        let h1 = request_in_tunnel(
+            proxy_addr,
+            "origin.test",
+            port,
+            &cordon_ca,
+            false,
+            "/v1/x",
+            Some(&format!("other.test:{port}")),
+        )
+        .await;
         (h2, h1)
     });
     assert_eq!(h2_status, (403, Some("host_mismatch".to_owned())));
     assert_eq!(h1_status, (403, Some("host_mismatch".to_owned())));
-    assert!(origin.requests().iter().all(|r| r.path() != "/admin" && r.method != http::Method::DELETE));
+    assert!(origin
+        .requests()
+        .iter()
+        .all(|r| r.path() != "/admin" && r.method != http::Method::DELETE));
 }
 
 /// Opens CONNECT to `host:port`, TLS trusting `ca_pem`, and sends one GET for `target`.
@@ -230,7 +318,9 @@ async fn request_in_tunnel(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
     stream
-        .write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes())
+        .write_all(
+            format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut head = Vec::new();
@@ -240,7 +330,11 @@ async fn request_in_tunnel(
         head.push(byte[0]);
     }
     let mut config = (*tls_client_config(ca_pem)).clone();
-    config.alpn_protocols = vec![if h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    config.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     let tls = tls_connect(stream, host, Arc::new(config)).await.unwrap();
     let io = hyper_util::rt::TokioIo::new(tls);
     let mut request = http::Request::get(target);
@@ -249,7 +343,10 @@ async fn request_in_tunnel(
     }
     let request = request.body(Empty::<Bytes>::new()).unwrap();
     let response = if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
         tokio::spawn(conn);
         sender.send_request(request).await.unwrap()
     } else {
@@ -257,14 +354,20 @@ async fn request_in_tunnel(
         tokio::spawn(conn);
         sender.send_request(request).await.unwrap()
     };
-    let reason = response.headers().get("x-cordon-reason").map(|v| v.to_str().unwrap().to_owned());
+    let reason = response
+        .headers()
+        .get("x-cordon-reason")
+        .map(|v| v.to_str().unwrap().to_owned());
     (response.status().as_u16(), reason)
 }
 
 #[test]
 fn placeholders_are_swapped_and_never_leave_for_unbound_hosts() {
     let setup = Setup::new(&["origin.test", "swap.test", "other.test"]);
-    let origin = Origin::tls(&setup.origin_ca, &["origin.test", "swap.test", "other.test"]);
+    let origin = Origin::tls(
+        &setup.origin_ca,
+        &["origin.test", "swap.test", "other.test"],
+    );
     let port = origin.port();
     let demo = token("demo");
     let swap = token("swap");
@@ -274,38 +377,101 @@ fn placeholders_are_swapped_and_never_leave_for_unbound_hosts() {
         ),
         "  demo: { source: { env: CORDON_TEST_DEMO }, inject: { header: Authorization, value: \"Bearer {secret}\" }, placeholder: CORDON_PLACEHOLDER_DEMO, require_placeholder: true }\n  swap: { source: { env: CORDON_TEST_SWAP }, placeholder: CORDON_PLACEHOLDER_SWAP }",
     );
-    let cordon = Cordon::start_with_env(&yaml, &[("CORDON_TEST_DEMO", &demo), ("CORDON_TEST_SWAP", &swap)]);
+    let cordon = Cordon::start_with_env(
+        &yaml,
+        &[("CORDON_TEST_DEMO", &demo), ("CORDON_TEST_SWAP", &swap)],
+    );
     let swap_url = format!("https://swap.test:{port}/q?key=CORDON_PLACEHOLDER_SWAP&x=1");
 
     // In a header, in Basic auth, in the query.
-    let (status, _, _) = curl_via(&cordon, &["-H", "X-Api-Key: CORDON_PLACEHOLDER_SWAP", "-u", "me:CORDON_PLACEHOLDER_SWAP", &swap_url]);
+    let (status, _, _) = curl_via(
+        &cordon,
+        &[
+            "-H",
+            "X-Api-Key: CORDON_PLACEHOLDER_SWAP",
+            "-u",
+            "me:CORDON_PLACEHOLDER_SWAP",
+            &swap_url,
+        ],
+    );
     assert_eq!(status, 200);
     let seen = origin.requests().pop().unwrap();
-    assert!(seen.header("x-api-key") == Some(swap.as_str()), "header placeholder swapped");
-    let basic = seen.header("authorization").unwrap().trim_start_matches("Basic ").to_owned();
+    assert!(
+        seen.header("x-api-key") == Some(swap.as_str()),
+        "header placeholder swapped"
+    );
+    let basic = seen
+        .header("authorization")
+        .unwrap()
+        .trim_start_matches("Basic ")
+        .to_owned();
     use base64::Engine;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic).unwrap();
-    assert!(decoded == format!("me:{swap}").into_bytes(), "Basic credential swapped");
-    assert!(seen.target == format!("/q?key={swap}&x=1"), "query placeholder swapped");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .unwrap();
+    assert!(
+        decoded == format!("me:{swap}").into_bytes(),
+        "Basic credential swapped"
+    );
+    assert!(
+        seen.target == format!("/q?key={swap}&x=1"),
+        "query placeholder swapped"
+    );
 
     // The real value sent directly, where the placeholder is required.
     let before = origin.count();
-    let (status, body, _) = curl_via(&cordon, &["-H", &format!("X-Api-Key: {demo}"), &format!("https://origin.test:{port}/x")]);
+    let (status, body, _) = curl_via(
+        &cordon,
+        &[
+            "-H",
+            &format!("X-Api-Key: {demo}"),
+            &format!("https://origin.test:{port}/x"),
+        ],
+    );
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&body).contains("real_secret_used"));
     // A placeholder sent to a host its credential is not bound to.
-    let (status, body, _) = curl_via(&cordon, &["-H", "X-Api-Key: CORDON_PLACEHOLDER_DEMO", &format!("https://other.test:{port}/x")]);
+    let (status, body, _) = curl_via(
+        &cordon,
+        &[
+            "-H",
+            "X-Api-Key: CORDON_PLACEHOLDER_DEMO",
+            &format!("https://other.test:{port}/x"),
+        ],
+    );
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&body).contains("placeholder_misuse"));
-    let (status, _, _) = curl_via(&cordon, &[&format!("https://swap.test:{port}/x?leak=CORDON_PLACEHOLDER_DEMO")]);
-    assert_eq!(status, 403, "a placeholder of another credential is refused even on a bound host");
+    let (status, _, _) = curl_via(
+        &cordon,
+        &[&format!(
+            "https://swap.test:{port}/x?leak=CORDON_PLACEHOLDER_DEMO"
+        )],
+    );
+    assert_eq!(
+        status, 403,
+        "a placeholder of another credential is refused even on a bound host"
+    );
     // And a real value sent to another credential's host.
-    let (status, body, _) = curl_via(&cordon, &["-H", &format!("X-Leak: {demo}"), &format!("https://swap.test:{port}/x")]);
+    let (status, body, _) = curl_via(
+        &cordon,
+        &[
+            "-H",
+            &format!("X-Leak: {demo}"),
+            &format!("https://swap.test:{port}/x"),
+        ],
+    );
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&body).contains("real_secret_used"));
     assert_eq!(origin.count(), before, "nothing refused reached the origin");
     // The allowed twin: the placeholder on its own host gets the value injected.
-    let (status, _, _) = curl_via(&cordon, &["-H", "X-Api-Key: CORDON_PLACEHOLDER_DEMO", &format!("https://origin.test:{port}/x")]);
+    let (status, _, _) = curl_via(
+        &cordon,
+        &[
+            "-H",
+            "X-Api-Key: CORDON_PLACEHOLDER_DEMO",
+            &format!("https://origin.test:{port}/x"),
+        ],
+    );
     assert_eq!(status, 200);
     let seen = origin.requests().pop().unwrap();
     assert!(seen.header("x-api-key") == Some(demo.as_str()) && bearer(&seen) == demo);
@@ -339,7 +505,10 @@ fn a_file_credential_follows_rewrites_in_place_and_atomic_renames() {
             if bearer(&origin.requests().pop().unwrap()) == expected {
                 return;
             }
-            assert!(Instant::now() < deadline, "the new file value was not picked up");
+            assert!(
+                Instant::now() < deadline,
+                "the new file value was not picked up"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
@@ -347,7 +516,11 @@ fn a_file_credential_follows_rewrites_in_place_and_atomic_renames() {
     // Rewritten in place (same inode).
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&file)
+            .unwrap();
         f.write_all(values[1].as_bytes()).unwrap();
     }
     wait_for(&values[1]);
@@ -361,7 +534,10 @@ fn a_file_credential_follows_rewrites_in_place_and_atomic_renames() {
         .iter()
         .filter_map(|r| r["credential"]["version"].as_u64())
         .collect();
-    assert!(versions.windows(2).all(|w| w[0] <= w[1]) && versions.last() >= Some(&3), "{versions:?}");
+    assert!(
+        versions.windows(2).all(|w| w[0] <= w[1]) && versions.last() >= Some(&3),
+        "{versions:?}"
+    );
     assert_no_secret(&cordon, &[&values[0], &values[1], &values[2]]);
 }
 
@@ -419,8 +595,14 @@ fn assert_tokens_were_valid(origin: &Origin, issued: &Issued) {
     for request in &seen {
         let token = bearer(request);
         let expiry = issued.get(&token).copied();
-        assert!(expiry.is_some(), "the origin saw a token the issuer never issued");
-        assert!(request.received < expiry.unwrap(), "the origin saw an expired token");
+        assert!(
+            expiry.is_some(),
+            "the origin saw a token the issuer never issued"
+        );
+        assert!(
+            request.received < expiry.unwrap(),
+            "the origin saw an expired token"
+        );
     }
 }
 
@@ -462,19 +644,31 @@ fn an_exec_credential_rotates_under_load_without_a_failed_request() {
     }
     let runs = issued.lock().unwrap().len();
     // 10 s of load at a 2 s lifetime refreshed at ~75 %: about 7 runs, never one per request.
-    assert!((4..=14).contains(&runs), "the plug-in ran {runs} times for {ok} requests");
+    assert!(
+        (4..=14).contains(&runs),
+        "the plug-in ran {runs} times for {ok} requests"
+    );
     assert_tokens_were_valid(&origin, &issued);
     let secrets: Vec<String> = issued.lock().unwrap().keys().cloned().collect();
-    assert_no_secret(&cordon, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_no_secret(
+        &cordon,
+        &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
 }
 
 /// An OAuth2 token endpoint on loopback issuing 2-second tokens.
-fn token_endpoint(issued: Issued, hits: Arc<Mutex<usize>>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+fn token_endpoint(
+    issued: Issued,
+    hits: Arc<Mutex<usize>>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
@@ -534,7 +728,10 @@ fn an_oauth2_credential_rotates_under_load_once_per_lifetime() {
     let (ok, failed) = load(&cordon, &format!("https://origin.test:{port}/1k"), 10);
     assert_eq!(failed, 0, "{ok} requests succeeded");
     let hits = *hits.lock().unwrap();
-    assert!((4..=14).contains(&hits), "the token endpoint was hit {hits} times for {ok} requests");
+    assert!(
+        (4..=14).contains(&hits),
+        "the token endpoint was hit {hits} times for {ok} requests"
+    );
     assert_tokens_were_valid(&origin, &issued);
     let secrets: Vec<String> = issued.lock().unwrap().keys().cloned().collect();
     let mut all: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -542,7 +739,10 @@ fn an_oauth2_credential_rotates_under_load_once_per_lifetime() {
     assert_no_secret(&cordon, &all);
     let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
     let metrics = String::from_utf8_lossy(&metrics).to_string();
-    assert!(metrics.contains("cordon_credential_rotations_total{credential=\"api\""), "{metrics}");
+    assert!(
+        metrics.contains("cordon_credential_rotations_total{credential=\"api\""),
+        "{metrics}"
+    );
     assert!(metrics.contains("cordon_credential_expiry_seconds{credential=\"api\"}"));
 }
 
@@ -556,7 +756,11 @@ fn origins_with_invalid_certificates_get_502_upstream_tls() {
     let expired = Origin::tls_with(chain, key, &[b"http/1.1"]);
     let unknown = Origin::tls(&stranger, &["unknown.test"]);
     let good = Origin::tls(&setup.origin_ca, &["good.test"]);
-    let entry = |host: &str, port: u16| format!("  - {{ host: {host}, ports: [{port}], allow_ips: [127.0.0.1/32], tls: intercept }}\n");
+    let entry = |host: &str, port: u16| {
+        format!(
+            "  - {{ host: {host}, ports: [{port}], allow_ips: [127.0.0.1/32], tls: intercept }}\n"
+        )
+    };
     let egress = [
         entry("wrong.test", wrong_name.port()),
         entry("expired.test", expired.port()),
@@ -565,8 +769,13 @@ fn origins_with_invalid_certificates_get_502_upstream_tls() {
     ]
     .concat();
     let cordon = Cordon::start(&setup.config(egress.trim_end(), "  {}"));
-    for (host, origin) in [("wrong.test", &wrong_name), ("expired.test", &expired), ("unknown.test", &unknown)] {
-        let (status, body, _) = curl_via(&cordon, &[&format!("https://{host}:{}/x", origin.port())]);
+    for (host, origin) in [
+        ("wrong.test", &wrong_name),
+        ("expired.test", &expired),
+        ("unknown.test", &unknown),
+    ] {
+        let (status, body, _) =
+            curl_via(&cordon, &[&format!("https://{host}:{}/x", origin.port())]);
         assert_eq!(status, 502, "{host}");
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["reason"], "upstream_tls", "{host}");

@@ -1,6 +1,7 @@
 //! Subcommands, one file each, and the logging set-up they share.
 
 pub mod audit;
+pub mod ca;
 pub mod check;
 pub mod serve;
 

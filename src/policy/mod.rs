@@ -867,7 +867,11 @@ mod tests {
     #[test]
     fn reason_codes() {
         let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 15);
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "reason codes are distinct");
         assert!(names.contains(&"boundary") && names.contains(&"not_allowed"));
     }
 }

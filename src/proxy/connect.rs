@@ -12,7 +12,12 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -177,16 +182,71 @@ where
         return ex.close_forwarded(Some(200), 0, 0);
     }
     let state = ex.state().clone();
+    // Counted on the upstream side so that a tunnel ending in an error (a reset, the drain
+    // limit) still records what it carried.
+    let counts = Arc::new(TunnelCounts::default());
+    let mut upstream = CountingIo {
+        inner: upstream,
+        counts: counts.clone(),
+    };
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut agent, &mut upstream) => {
-            let (out, inn) = copied.unwrap_or((0, 0));
-            ex.close_forwarded(Some(200), out + hello.bytes.len() as u64, inn);
-        }
+        _ = tokio::io::copy_bidirectional(&mut agent, &mut upstream) => {}
         _ = state.drain.aborted() => {
-            // Cut at shutdown past the drain limit; the byte counts are not known here.
             ex.record.detail = Some("tunnel closed at shutdown".to_owned());
-            ex.close_forwarded(Some(200), hello.bytes.len() as u64, 0);
         }
+    }
+    let out = counts.written.load(Ordering::Relaxed) + hello.bytes.len() as u64;
+    ex.close_forwarded(Some(200), out, counts.read.load(Ordering::Relaxed));
+}
+
+/// Bytes relayed through a tunnel, each way.
+#[derive(Default)]
+struct TunnelCounts {
+    /// Towards the origin.
+    written: AtomicU64,
+    /// From the origin.
+    read: AtomicU64,
+}
+
+/// The origin side of a passthrough tunnel, counting bytes as they pass.
+struct CountingIo<S> {
+    inner: S,
+    counts: Arc<TunnelCounts>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountingIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.counts.read.fetch_add(n, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.counts.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -1,8 +1,20 @@
 //! TLS for interception: cordon's local CA, per-host leaf certificates, and the verifying
 //! client configuration used towards origins.
+//!
+//! The agent-facing side presents a leaf minted by [`LocalCa`] (one key for every leaf,
+//! certificates cached per host); the origin-facing side always verifies against the webpki
+//! roots plus `tls.extra_roots` ([`upstream_client_config`]). Nothing here can turn
+//! verification off.
 
-use rustls::sign::CertifiedKey;
-use std::path::Path;
+mod ca;
+mod leaf;
+mod upstream;
+
+pub use ca::{read_cert_pem, LocalCa};
+pub use upstream::{
+    is_certificate_error, upstream_client_config, upstream_client_config_with_alpn,
+};
+
 use std::sync::Arc;
 
 /// Problems with the CA, leaf minting or trust roots; messages name the file.
@@ -10,50 +22,15 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct TlsError(pub String);
 
-/// cordon's local certificate authority: signs short-lived leaves for intercepted hosts.
-pub struct LocalCa {}
+/// The ALPN protocols cordon offers and accepts, most preferred first.
+pub const ALPN_H2_HTTP1: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-impl LocalCa {
-    /// Loads `ca.crt`/`ca.key` from `dir`, creating them (key mode 0600) if both are absent.
-    pub fn load_or_create(dir: &Path) -> Result<LocalCa, TlsError> {
-        let _ = dir;
-        todo!()
-    }
-
-    /// The CA certificate, PEM, for trust stores.
-    pub fn cert_pem(&self) -> String {
-        todo!()
-    }
-
-    /// A server config presenting `host`'s leaf, with the given ALPN protocols.
-    pub fn server_config(
-        &self,
-        host: &str,
-        alpn: &[&[u8]],
-    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let _ = (host, alpn);
-        todo!()
-    }
-
-    /// A leaf for `host` (DNS name or IP literal), minted once and cached until well before
-    /// it expires. Never generates a key per host.
-    pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, TlsError> {
-        let _ = host;
-        todo!()
-    }
+/// rustls' ring provider, built explicitly: a process-wide default provider may be unset (or
+/// a different one) in whatever binary links cordon, and TLS must not depend on that.
+fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The verifying client config towards origins: webpki roots plus `extra_roots`, ALPN h2
-/// and http/1.1. Verification is never turned off.
-pub fn upstream_client_config(
-    extra_roots: &[std::path::PathBuf],
-) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let _ = extra_roots;
-    todo!()
-}
-
-/// Whether an I/O error from a TLS handshake means the peer's certificate did not verify.
-pub fn is_certificate_error(err: &std::io::Error) -> bool {
-    let _ = err;
-    todo!()
-}
+/// TLS 1.3 and 1.2: 1.2 stays because agents and origins behind older stacks still need it.
+static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
