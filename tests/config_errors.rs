@@ -34,9 +34,13 @@ fn check_file(file: &Path) -> Output {
         .args(["check", "--config"])
         .arg(file)
         .env_remove("CORDON_TEST_SURELY_UNSET")
+        .env("CORDON_TEST_LLM_KEY", LLM_TEST_VALUE)
         .output()
         .unwrap()
 }
+
+/// A credential value present in every check's environment, which no output may show.
+const LLM_TEST_VALUE: &str = "sk-test-value-that-check-must-not-print";
 
 /// A config with valid `version`, `agent` and `audit`, plus `rest`.
 fn with(rest: &str) -> String {
@@ -100,19 +104,146 @@ fn unknown_nested_key() {
 }
 
 #[test]
-fn credentials_not_supported() {
+fn not_yet_supported_key() {
     assert_refused(
-        &with("credentials: {openai: {source: {env: OPENAI_API_KEY}}}\n"),
-        &["credentials: `credentials` is not supported by this version of cordon"],
+        &with("limits: {requests_per_minute: 600}\n"),
+        &["limits: `limits` is not supported by this version of cordon"],
     );
 }
 
 #[test]
-fn tls_intercept_not_supported() {
+fn unknown_credential_id() {
     assert_refused(
-        &with("egress: [{host: api.example.com, tls: intercept}]\n"),
-        &["egress[0].tls: intercept is not supported by this version of cordon"],
+        &with(
+            "credentials: {github: {source: {env: GH_TOKEN}}}\n\
+             egress: [{host: api.github.com, credential: gitlab}]\n",
+        ),
+        &["egress[0].credential: \"gitlab\" is not an entry of `credentials` (defined: github)"],
     );
+}
+
+#[test]
+fn two_sources() {
+    assert_refused(
+        &with("credentials: {gh: {source: {env: GH_TOKEN, file: /run/gh}}}\n"),
+        &["credentials.gh.source: has more than one kind (env, file)"],
+    );
+}
+
+#[test]
+fn no_source() {
+    assert_refused(
+        &with("credentials: {gh: {source: {}}}\n"),
+        &["credentials.gh.source: needs one of `env`, `file`, `exec`, `oauth2`"],
+    );
+}
+
+#[test]
+fn unsupported_source_kind() {
+    assert_refused(
+        &with("credentials: {aws: {source: {aws_sts: {role_arn: x}}}}\n"),
+        &["credentials.aws.source.aws_sts: `credentials.<id>.source.aws_sts` is not supported by this version of cordon"],
+    );
+}
+
+#[test]
+fn passthrough_with_credential() {
+    assert_refused(
+        &with(
+            "credentials: {gh: {source: {env: GH_TOKEN}}}\n\
+             egress: [{host: api.github.com, tls: passthrough, credential: gh}]\n",
+        ),
+        &["egress[0].credential: cannot be used with `tls: passthrough`"],
+    );
+}
+
+#[test]
+fn bad_inject_template() {
+    assert_refused(
+        &with(
+            "credentials: {gh: {source: {env: GH_TOKEN}, \
+             inject: {header: Authorization, value: \"token secret\"}}}\n",
+        ),
+        &["credentials.gh.inject.value: \"token secret\" must contain `{secret}` exactly once"],
+    );
+}
+
+#[test]
+fn hop_by_hop_inject_header() {
+    assert_refused(
+        &with(
+            "credentials: {gh: {source: {env: GH_TOKEN}, \
+             inject: {header: Connection, value: \"{secret}\"}}}\n",
+        ),
+        &["credentials.gh.inject.header: Connection cannot carry a credential"],
+    );
+}
+
+#[test]
+fn duplicate_placeholder() {
+    assert_refused(
+        &with(
+            "credentials:\n  \
+             a: {source: {env: A}, placeholder: SHARED_PLACEHOLDER}\n  \
+             b: {source: {env: B}, placeholder: SHARED_PLACEHOLDER}\n",
+        ),
+        &["credentials.b.placeholder: SHARED_PLACEHOLDER is also the placeholder of credentials.a"],
+    );
+}
+
+#[test]
+fn missing_extra_roots_file() {
+    assert_refused(
+        &with("tls: {extra_roots: [\"{dir}/corp-ca.pem\"]}\n"),
+        &[
+            "tls.extra_roots[0]: ",
+            "corp-ca.pem does not exist or is not a file",
+        ],
+    );
+}
+
+#[test]
+fn exec_command_not_found() {
+    assert_refused(
+        &with("credentials: {cloud: {source: {exec: {command: [cordon-test-no-such-plugin]}}}}\n"),
+        &["credentials.cloud.source.exec.command[0]: \"cordon-test-no-such-plugin\" was not found in PATH"],
+    );
+    assert_refused(
+        &with("credentials: {cloud: {source: {exec: {command: [\"{dir}/get-token\"]}}}}\n"),
+        &[
+            "credentials.cloud.source.exec.command[0]: ",
+            "get-token does not exist or is not an executable file",
+        ],
+    );
+}
+
+#[test]
+fn credentials_are_described_without_values() {
+    // The variable is set for the child, so a check that fetched it would have a value to
+    // print; the output must name the variable only.
+    let (out, _) = check(&with(
+        "credentials: {llm: {source: {env: CORDON_TEST_LLM_KEY}, \
+         inject: {header: Authorization, value: \"Bearer {secret}\"}}}\n\
+         egress: [{host: llm.example.com, credential: llm}]\n",
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Checked first, and without echoing the output, so a leak is not printed either.
+    assert!(
+        !stdout.contains(LLM_TEST_VALUE) && !stderr.contains(LLM_TEST_VALUE),
+        "cordon check printed the credential's value"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for needle in [
+        "[0] llm.example.com",
+        "tls: intercept",
+        "credential: llm",
+        "source: env CORDON_TEST_LLM_KEY",
+        "inject: header Authorization",
+        "placeholder: CORDON_PLACEHOLDER_LLM",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
+    }
 }
 
 #[test]
@@ -292,6 +423,10 @@ fn example_config_is_accepted() {
         "dns upstream: system resolver",
         "[0] api.example.com",
         "methods: POST; paths: /pages/*/comments",
+        "llm.example.com",
+        "tls: intercept",
+        "credential: llm",
+        "source: env LLM_API_KEY",
         "deny:",
         "policy hash: sha256:",
     ] {

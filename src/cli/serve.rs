@@ -105,7 +105,9 @@ async fn serve(config: Config) -> i32 {
             return 2;
         }
     };
-    let credentials = Arc::new(Credentials::start(&config.credentials, &metrics).await);
+    let credentials = Arc::new(
+        Credentials::start_with_roots(&config.credentials, &config.tls.extra_roots, &metrics).await,
+    );
     let parts = StateParts {
         resolver,
         audit: audit.clone(),

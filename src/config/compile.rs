@@ -4,15 +4,20 @@
 //! CIDRs, names), then the host and path patterns and the policy itself, which belong to
 //! `policy`. A config is only ever accepted whole.
 
-use super::raw::{RawConfig, RawDeny, RawEgress, RawFsync, RawMode, RawPort};
-use super::{Agent, Audit, Config, ConfigError, Dns, Listen, Mode};
+use super::raw::{
+    RawConfig, RawCredential, RawDeny, RawEgress, RawFsync, RawMode, RawPort, RawSource, RawTls,
+};
+use super::{Agent, Audit, Config, ConfigError, Dns, Listen, Mode, Tls};
 use crate::audit::Fsync;
+use crate::credentials::{CredentialSpec, InjectSpec, SourceSpec};
 use crate::policy::{
     DenyEntry, EgressEntry, HostPattern, PathPattern, Policy, RequestRule, TlsMode,
 };
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The only config format version this release reads.
 const VERSION: u64 = 1;
@@ -23,6 +28,14 @@ pub(super) const DEFAULT_PROXY: SocketAddr =
 pub(super) const DEFAULT_PORTS: [u16; 2] = [80, 443];
 /// Port used for a DNS upstream written without one.
 const DNS_PORT: u16 = 53;
+/// How often a file source is looked at when `refresh` is absent.
+const DEFAULT_FILE_REFRESH: Duration = Duration::from_secs(1);
+/// How long an exec plug-in may run when `timeout` is absent (kubectl has no default;
+/// cordon needs one so a hung plug-in cannot stall refreshes for ever).
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest placeholder accepted: long enough that it cannot turn up in a request by
+/// accident and be swapped for a secret.
+const MIN_PLACEHOLDER_LEN: usize = 12;
 
 /// An egress entry whose non-pattern fields are already checked.
 struct CheckedEgress {
@@ -30,6 +43,7 @@ struct CheckedEgress {
     rules: Vec<CheckedRule>,
     allow_ips: Vec<IpNet>,
     tls: TlsMode,
+    credential: Option<String>,
 }
 
 /// A rule with its methods normalised and its paths still as written.
@@ -70,6 +84,10 @@ pub(super) fn compile(
     let listen = check_listen(raw.listen).map_err(|(k, m)| fail(&k, m))?;
     let dns = check_dns(raw.dns).map_err(|(k, m)| fail(&k, m))?;
     let audit = check_audit(raw.audit).map_err(|(k, m)| fail(&k, m))?;
+    let tls = check_tls(raw.tls).map_err(|(k, m)| fail(&k, m))?;
+    let credentials =
+        check_credentials(raw.credentials.unwrap_or_default()).map_err(|(k, m)| fail(&k, m))?;
+    let credential_ids: Vec<&str> = credentials.iter().map(|c| c.id.as_str()).collect();
 
     let egress = raw.egress.unwrap_or_default();
     let deny = raw.deny.unwrap_or_default();
@@ -77,8 +95,10 @@ pub(super) fn compile(
     // Phase 1: everything but the patterns.
     let mut checked_egress = Vec::with_capacity(egress.len());
     for (i, entry) in egress.iter().enumerate() {
-        checked_egress
-            .push(check_egress(&format!("egress[{i}]"), entry).map_err(|(k, m)| fail(&k, m))?);
+        checked_egress.push(
+            check_egress(&format!("egress[{i}]"), entry, &credential_ids)
+                .map_err(|(k, m)| fail(&k, m))?,
+        );
     }
     let mut checked_deny = Vec::with_capacity(deny.len());
     for (i, entry) in deny.iter().enumerate() {
@@ -105,7 +125,7 @@ pub(super) fn compile(
             rules,
             allow_ips: checked.allow_ips,
             tls: checked.tls,
-            credential: None,
+            credential: checked.credential,
         });
     }
     let mut deny_entries = Vec::with_capacity(deny.len());
@@ -136,8 +156,8 @@ pub(super) fn compile(
         policy: Policy::new(egress_entries, deny_entries),
         audit,
         policy_hash,
-        tls: super::Tls::default(),
-        credentials: Vec::new(),
+        tls,
+        credentials,
     })
 }
 
@@ -368,7 +388,11 @@ fn check_allow_ips(key: &str, ips: &[String]) -> Result<Vec<IpNet>, Problem> {
     Ok(out)
 }
 
-fn check_egress(at: &str, e: &RawEgress) -> Result<CheckedEgress, Problem> {
+fn check_egress(
+    at: &str,
+    e: &RawEgress,
+    credential_ids: &[&str],
+) -> Result<CheckedEgress, Problem> {
     if e.host.is_empty() {
         return Err(problem(format!("{at}.host"), "must not be empty"));
     }
@@ -376,18 +400,41 @@ fn check_egress(at: &str, e: &RawEgress) -> Result<CheckedEgress, Problem> {
         Some(p) => check_ports(&format!("{at}.ports"), p)?,
         None => DEFAULT_PORTS.to_vec(),
     };
-    let tls = match e.tls.as_deref() {
-        None | Some("passthrough") => TlsMode::Passthrough,
-        Some("intercept") => {
+    let credential = match &e.credential {
+        None => None,
+        Some(id) if credential_ids.contains(&id.as_str()) => Some(id.clone()),
+        Some(id) => {
+            let known = if credential_ids.is_empty() {
+                "no credentials are defined".to_string()
+            } else {
+                format!("defined: {}", credential_ids.join(", "))
+            };
             return Err(problem(
-                format!("{at}.tls"),
-                "intercept is not supported by this version of cordon (use passthrough)",
-            ))
+                format!("{at}.credential"),
+                format!("{id:?} is not an entry of `credentials` ({known})"),
+            ));
+        }
+    };
+    let tls = match e.tls.as_deref() {
+        // Rules and credentials only mean something where cordon can see the requests,
+        // so an entry that has either is intercepted unless it says otherwise.
+        None if e.rules.is_some() || credential.is_some() => TlsMode::Intercept,
+        None => TlsMode::Passthrough,
+        Some("intercept") => TlsMode::Intercept,
+        Some("passthrough") => {
+            if credential.is_some() {
+                return Err(problem(
+                    format!("{at}.credential"),
+                    "cannot be used with `tls: passthrough`: cordon cannot inject a credential \
+                     into a tunnel it does not open (use `tls: intercept` or drop `tls`)",
+                ));
+            }
+            TlsMode::Passthrough
         }
         Some(other) => {
             return Err(problem(
                 format!("{at}.tls"),
-                format!("unknown value {other:?}; expected `passthrough`"),
+                format!("unknown value {other:?}; expected `intercept` or `passthrough`"),
             ))
         }
     };
@@ -430,6 +477,7 @@ fn check_egress(at: &str, e: &RawEgress) -> Result<CheckedEgress, Problem> {
         rules,
         allow_ips,
         tls,
+        credential,
     })
 }
 
@@ -469,4 +517,354 @@ fn path_patterns(key: &str, raw: &[String]) -> Result<Vec<PathPattern>, Problem>
             })
         })
         .collect()
+}
+
+fn check_tls(raw: Option<RawTls>) -> Result<Tls, Problem> {
+    let Some(raw) = raw else {
+        return Ok(Tls::default());
+    };
+    let ca_dir = match raw.ca_dir {
+        Some(dir) if dir.is_empty() => {
+            return Err(problem(
+                "tls.ca_dir",
+                "must not be empty (omit it for the default)",
+            ))
+        }
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(super::DEFAULT_CA_DIR),
+    };
+    let mut extra_roots: Vec<PathBuf> = Vec::new();
+    for (i, root) in raw.extra_roots.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("tls.extra_roots[{i}]");
+        if root.is_empty() {
+            return Err(problem(&key, "must not be empty"));
+        }
+        let path = PathBuf::from(root);
+        // Checked now so a typo fails at start rather than as an unexplained certificate
+        // error on the first intercepted request.
+        if !path.is_file() {
+            return Err(problem(
+                &key,
+                format!("{} does not exist or is not a file", path.display()),
+            ));
+        }
+        if extra_roots.contains(&path) {
+            return Err(problem(&key, format!("{} is listed twice", path.display())));
+        }
+        extra_roots.push(path);
+    }
+    Ok(Tls {
+        ca_dir,
+        extra_roots,
+    })
+}
+
+/// Validates every credential; the map is sorted by id, so the result is too.
+fn check_credentials(raw: BTreeMap<String, RawCredential>) -> Result<Vec<CredentialSpec>, Problem> {
+    let mut out: Vec<CredentialSpec> = Vec::with_capacity(raw.len());
+    for (id, credential) in raw {
+        let spec = check_credential(&id, credential)?;
+        let at = format!("credentials.{id}");
+        if let Some(other) = out.iter().find(|o| o.placeholder == spec.placeholder) {
+            // Two credentials behind one placeholder would make the swap ambiguous.
+            return Err(problem(
+                format!("{at}.placeholder"),
+                format!(
+                    "{} is also the placeholder of credentials.{}",
+                    spec.placeholder, other.id
+                ),
+            ));
+        }
+        if let Some(env) = &spec.env {
+            if let Some(other) = out.iter().find(|o| o.env.as_ref() == Some(env)) {
+                return Err(problem(
+                    format!("{at}.env"),
+                    format!("{env} is also exported by credentials.{}", other.id),
+                ));
+            }
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn check_credential(id: &str, raw: RawCredential) -> Result<CredentialSpec, Problem> {
+    let at = format!("credentials.{id}");
+    // Ids end up in metrics labels, audit records and placeholder names.
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(problem(
+            &at,
+            format!("{id:?} is not a credential id (use a-z, 0-9, `_` and `-` only)"),
+        ));
+    }
+    let source = check_source(&format!("{at}.source"), raw.source)?;
+    let inject = raw
+        .inject
+        .map(|i| check_inject(&format!("{at}.inject"), i.header, i.value))
+        .transpose()?;
+    let placeholder = match raw.placeholder {
+        Some(p) => p,
+        None => format!(
+            "CORDON_PLACEHOLDER_{}",
+            id.to_ascii_uppercase().replace('-', "_")
+        ),
+    };
+    if placeholder.len() < MIN_PLACEHOLDER_LEN
+        || !placeholder
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(problem(
+            format!("{at}.placeholder"),
+            format!(
+                "{placeholder:?} is not a usable placeholder (at least {MIN_PLACEHOLDER_LEN} \
+                 characters of A-Z, a-z, 0-9 and `_`)"
+            ),
+        ));
+    }
+    if let Some(env) = &raw.env {
+        let mut bytes = env.bytes();
+        let valid = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(problem(
+                format!("{at}.env"),
+                format!("{env:?} is not an environment variable name (A-Z, a-z, 0-9, `_`; not starting with a digit)"),
+            ));
+        }
+    }
+    Ok(CredentialSpec {
+        id: id.to_string(),
+        source,
+        inject,
+        placeholder,
+        env: raw.env,
+        require_placeholder: raw.require_placeholder.unwrap_or(false),
+    })
+}
+
+fn check_source(at: &str, raw: RawSource) -> Result<SourceSpec, Problem> {
+    let kinds: Vec<&str> = [
+        ("env", raw.env.is_some()),
+        ("file", raw.file.is_some()),
+        ("exec", raw.exec.is_some()),
+        ("oauth2", raw.oauth2.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    match kinds.len() {
+        0 => return Err(problem(at, "needs one of `env`, `file`, `exec`, `oauth2`")),
+        1 => {}
+        _ => {
+            return Err(problem(
+                at,
+                format!(
+                    "has more than one kind ({}); a credential has exactly one source",
+                    kinds.join(", ")
+                ),
+            ))
+        }
+    }
+    if raw.refresh.is_some() && raw.file.is_none() {
+        return Err(problem(
+            format!("{at}.refresh"),
+            "only applies to a `file` source",
+        ));
+    }
+    if let Some(var) = raw.env {
+        if var.is_empty() || var.contains('=') || var.contains('\0') {
+            return Err(problem(
+                format!("{at}.env"),
+                format!("{var:?} is not an environment variable name"),
+            ));
+        }
+        return Ok(SourceSpec::Env(var));
+    }
+    if let Some(path) = raw.file {
+        if path.is_empty() {
+            return Err(problem(format!("{at}.file"), "must not be empty"));
+        }
+        let refresh = match raw.refresh {
+            Some(r) => duration(&format!("{at}.refresh"), &r)?,
+            None => DEFAULT_FILE_REFRESH,
+        };
+        return Ok(SourceSpec::File {
+            path: PathBuf::from(path),
+            refresh,
+        });
+    }
+    if let Some(exec) = raw.exec {
+        let key = format!("{at}.exec.command");
+        if exec.command.is_empty() {
+            return Err(problem(&key, "must not be empty"));
+        }
+        let mut command = exec.command;
+        command[0] = find_program(&format!("{key}[0]"), &command[0])?;
+        let timeout = match exec.timeout {
+            Some(t) => duration(&format!("{at}.exec.timeout"), &t)?,
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        return Ok(SourceSpec::Exec { command, timeout });
+    }
+    let Some(oauth2) = raw.oauth2 else {
+        unreachable!("exactly one source kind is present");
+    };
+    let key = format!("{at}.oauth2");
+    check_token_url(&format!("{key}.token_url"), &oauth2.token_url)?;
+    if oauth2.client_id.is_empty() || oauth2.client_id.chars().any(char::is_control) {
+        return Err(problem(
+            format!("{key}.client_id"),
+            "must be non-empty text without control characters",
+        ));
+    }
+    if oauth2.client_secret_file.is_empty() {
+        return Err(problem(
+            format!("{key}.client_secret_file"),
+            "must not be empty",
+        ));
+    }
+    let scopes = oauth2.scopes.unwrap_or_default();
+    for (i, scope) in scopes.iter().enumerate() {
+        // RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid {
+            return Err(problem(
+                format!("{key}.scopes[{i}]"),
+                format!("{scope:?} is not an OAuth2 scope (printable ASCII without spaces, `\"` or `\\`)"),
+            ));
+        }
+    }
+    Ok(SourceSpec::OAuth2 {
+        token_url: oauth2.token_url,
+        client_id: oauth2.client_id,
+        client_secret_file: PathBuf::from(oauth2.client_secret_file),
+        scopes,
+    })
+}
+
+fn duration(key: &str, raw: &str) -> Result<Duration, Problem> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d.is_zero() => Err(problem(key, "must be longer than zero")),
+        Ok(d) => Ok(d),
+        Err(_) => Err(problem(
+            key,
+            format!("{raw:?} is not a duration (e.g. 500ms, 10s, 5m)"),
+        )),
+    }
+}
+
+/// Resolves an exec plug-in's program now, as an absolute path, so a missing plug-in is a
+/// config error and the refresher never depends on `PATH` later.
+fn find_program(key: &str, program: &str) -> Result<String, Problem> {
+    let path = Path::new(program);
+    if program.contains('/') {
+        if !path.is_absolute() {
+            return Err(problem(
+                key,
+                format!("{program:?} must be an absolute path or a bare name found in PATH"),
+            ));
+        }
+        if !is_executable(path) {
+            return Err(problem(
+                key,
+                format!("{program} does not exist or is not an executable file"),
+            ));
+        }
+        return Ok(program.to_string());
+    }
+    if program.is_empty() {
+        return Err(problem(key, "must not be empty"));
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+        .map(|found| found.display().to_string())
+        .ok_or_else(|| problem(key, format!("{program:?} was not found in PATH")))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn check_token_url(key: &str, raw: &str) -> Result<(), Problem> {
+    let bad = |why: &str| problem(key, format!("{raw:?} {why}"));
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| bad("is not a URL (expected http(s)://host/path)"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(bad("must start with http:// or https://")),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(bad("has no host"));
+    };
+    // Userinfo would put a password in the config text and in `cordon check` output;
+    // the client secret belongs in `client_secret_file`.
+    if authority.as_str().contains('@') {
+        return Err(bad(
+            "must not contain user information (put the secret in client_secret_file)",
+        ));
+    }
+    if authority.host().is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok(())
+}
+
+/// Hop-by-hop and framing headers: injecting into them would either be stripped before
+/// forwarding or change how the message is delimited.
+const FORBIDDEN_INJECT_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+fn check_inject(at: &str, header: String, value: String) -> Result<InjectSpec, Problem> {
+    let name = http::HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+        problem(
+            format!("{at}.header"),
+            format!("{header:?} is not a valid header name"),
+        )
+    })?;
+    if FORBIDDEN_INJECT_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-cordon-") {
+        return Err(problem(
+            format!("{at}.header"),
+            format!("{header} cannot carry a credential (hop-by-hop, framing, Host or cordon's own header)"),
+        ));
+    }
+    if value.matches("{secret}").count() != 1 {
+        return Err(problem(
+            format!("{at}.value"),
+            format!("{value:?} must contain `{{secret}}` exactly once"),
+        ));
+    }
+    // The template's fixed text must itself be a valid header value.
+    if http::HeaderValue::from_str(&value.replace("{secret}", "x")).is_err() {
+        return Err(problem(
+            format!("{at}.value"),
+            format!("{value:?} is not a valid header value"),
+        ));
+    }
+    Ok(InjectSpec { header, value })
 }

@@ -2,6 +2,7 @@
 
 use super::{Config, Mode};
 use crate::audit::Fsync;
+use crate::credentials::SourceSpec;
 use crate::policy::{HostPattern, PathPattern, TlsMode};
 use std::fmt::Write;
 
@@ -61,6 +62,9 @@ pub fn describe(config: &Config) -> String {
         if !e.allow_ips.is_empty() {
             let _ = writeln!(w, "      allow_ips: {}", join(e.allow_ips.iter()));
         }
+        if let Some(id) = &e.credential {
+            let _ = writeln!(w, "      credential: {id}");
+        }
     }
 
     let deny = config.policy.deny();
@@ -83,6 +87,60 @@ pub fn describe(config: &Config) -> String {
         );
     }
 
+    let _ = writeln!(w, "tls:");
+    let _ = writeln!(w, "  ca_dir: {}", config.tls.ca_dir.display());
+    let _ = if config.tls.extra_roots.is_empty() {
+        writeln!(w, "  extra_roots: none")
+    } else {
+        writeln!(
+            w,
+            "  extra_roots: {}",
+            join(config.tls.extra_roots.iter().map(|p| p.display()))
+        )
+    };
+
+    // Where each value comes from and how it is used; values themselves are never read
+    // here, so nothing below can print one.
+    if config.credentials.is_empty() {
+        let _ = writeln!(w, "credentials: none");
+    } else {
+        let _ = writeln!(w, "credentials:");
+    }
+    for c in &config.credentials {
+        let _ = writeln!(w, "  {}", c.id);
+        let _ = match &c.source {
+            SourceSpec::Env(var) => writeln!(w, "      source: env {var}"),
+            SourceSpec::File { path, refresh } => writeln!(
+                w,
+                "      source: file {} (checked every {})",
+                path.display(),
+                humantime::format_duration(*refresh)
+            ),
+            SourceSpec::Exec { command, timeout } => writeln!(
+                w,
+                "      source: exec {} (timeout {})",
+                command[0],
+                humantime::format_duration(*timeout)
+            ),
+            SourceSpec::OAuth2 { token_url, .. } => {
+                writeln!(w, "      source: oauth2 {}", url_without_query(token_url))
+            }
+        };
+        let _ = match &c.inject {
+            Some(inject) => writeln!(w, "      inject: header {}", inject.header),
+            None => writeln!(w, "      inject: placeholder swap only"),
+        };
+        let _ = writeln!(w, "      placeholder: {}", c.placeholder);
+        if let Some(env) = &c.env {
+            let _ = writeln!(w, "      env: {env}");
+        }
+        let _ = writeln!(
+            w,
+            "      require_placeholder: {}",
+            if c.require_placeholder { "yes" } else { "no" }
+        );
+    }
+
     let _ = writeln!(
         w,
         "audit: {} (fsync {})",
@@ -95,6 +153,12 @@ pub fn describe(config: &Config) -> String {
     );
     let _ = writeln!(w, "policy hash: {}", config.policy_hash);
     out
+}
+
+/// A token URL without its query: some endpoints take parameters there that are better
+/// not echoed into logs.
+fn url_without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }
 
 fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {

@@ -6,6 +6,7 @@
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The whole file.
@@ -20,6 +21,82 @@ pub(super) struct RawConfig {
     pub egress: Option<Vec<RawEgress>>,
     pub deny: Option<Vec<RawDeny>>,
     pub audit: RawAudit,
+    pub tls: Option<RawTls>,
+    /// A sorted map, so validation and the compiled list go in id order whatever the
+    /// order in the file.
+    pub credentials: Option<BTreeMap<String, RawCredential>>,
+}
+
+/// `tls:`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optional `ca_dir` and `extra_roots`"
+)]
+pub(super) struct RawTls {
+    pub ca_dir: Option<String>,
+    pub extra_roots: Option<Vec<String>>,
+}
+
+/// One `credentials.<id>` entry.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `source` and optional `inject`, `placeholder`, `env`, `require_placeholder`"
+)]
+pub(super) struct RawCredential {
+    pub source: RawSource,
+    pub inject: Option<RawInject>,
+    pub placeholder: Option<String>,
+    pub env: Option<String>,
+    pub require_placeholder: Option<bool>,
+}
+
+/// `credentials.<id>.source`: every kind is an optional key so that "none" and "more than
+/// one" can be reported in cordon's own words rather than serde's enum errors.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with exactly one of `env`, `file`, `exec`, `oauth2`"
+)]
+pub(super) struct RawSource {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub refresh: Option<String>,
+    pub exec: Option<RawExec>,
+    pub oauth2: Option<RawOAuth2>,
+}
+
+/// `credentials.<id>.source.exec`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `command` and optional `timeout`"
+)]
+pub(super) struct RawExec {
+    pub command: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+/// `credentials.<id>.source.oauth2`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `token_url`, `client_id`, `client_secret_file` and optional `scopes`"
+)]
+pub(super) struct RawOAuth2 {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_file: String,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `credentials.<id>.inject`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `header` and `value`")]
+pub(super) struct RawInject {
+    pub header: String,
+    pub value: String,
 }
 
 /// `agent:`.
@@ -65,6 +142,7 @@ pub(super) struct RawEgress {
     pub rules: Option<Vec<RawRule>>,
     pub allow_ips: Option<Vec<String>>,
     pub tls: Option<String>,
+    pub credential: Option<String>,
 }
 
 /// One `egress[].rules` entry.
@@ -149,18 +227,11 @@ impl<'de> Deserialize<'de> for RawPort {
 /// Keys from the full specification that this release does not implement yet, by the
 /// mapping they live in. They are named specifically so an operator with a newer config
 /// learns the feature is missing rather than that they misspelled something.
-const UNSUPPORTED_TOP: &[&str] = &[
-    "tls",
-    "credentials",
-    "limits",
-    "scanning",
-    "anomaly",
-    "approvers",
-    "grants",
-];
+const UNSUPPORTED_TOP: &[&str] = &["limits", "scanning", "anomaly", "approvers", "grants"];
 const UNSUPPORTED_LISTEN: &[&str] = &["dns", "control", "transparent"];
 const UNSUPPORTED_DNS: &[&str] = &["block_private_answers"];
-const UNSUPPORTED_EGRESS: &[&str] = &["credential", "capture"];
+const UNSUPPORTED_EGRESS: &[&str] = &["capture"];
+const UNSUPPORTED_SOURCE: &[&str] = &["aws_sts", "vault"];
 
 /// Finds the first not-yet-supported key, as (key path, message).
 pub(super) fn reject_unsupported(root: &Value) -> Result<(), (String, String)> {
@@ -179,6 +250,18 @@ pub(super) fn reject_unsupported(root: &Value) -> Result<(), (String, String)> {
                 "egress[]",
                 UNSUPPORTED_EGRESS,
             )?;
+        }
+    }
+    if let Some(Value::Mapping(credentials)) = root.get("credentials") {
+        for (id, credential) in credentials {
+            if let Some(source) = credential.get("source") {
+                check_keys(
+                    source,
+                    &format!("credentials.{}.source", super::expand::key_name(id)),
+                    "credentials.<id>.source",
+                    UNSUPPORTED_SOURCE,
+                )?;
+            }
         }
     }
     Ok(())

@@ -97,9 +97,10 @@ fn unknown_nested_key_has_path() {
 #[test]
 fn not_yet_supported_keys_are_named() {
     for (yaml, key, shown) in [
-        ("credentials: {}\n", "credentials", "`credentials`"),
-        ("tls: {ca_dir: /x}\n", "tls", "`tls`"),
         ("grants: {}\n", "grants", "`grants`"),
+        ("scanning: {}\n", "scanning", "`scanning`"),
+        ("anomaly: {}\n", "anomaly", "`anomaly`"),
+        ("approvers: {}\n", "approvers", "`approvers`"),
         ("limits: {}\n", "limits", "`limits`"),
         (
             "listen: {dns: 127.0.0.1:53}\n",
@@ -117,9 +118,14 @@ fn not_yet_supported_keys_are_named() {
             "`dns.block_private_answers`",
         ),
         (
-            "egress: [{host: a.example.com, credential: x}]\n",
-            "egress[0].credential",
-            "`egress[].credential`",
+            "credentials: {a: {source: {aws_sts: {role: x}}}}\n",
+            "credentials.a.source.aws_sts",
+            "`credentials.<id>.source.aws_sts`",
+        ),
+        (
+            "credentials: {a: {source: {vault: {path: x}}}}\n",
+            "credentials.a.source.vault",
+            "`credentials.<id>.source.vault`",
         ),
         (
             "egress: [{host: a.example.com, capture: full}]\n",
@@ -139,14 +145,198 @@ fn not_yet_supported_keys_are_named() {
 }
 
 #[test]
-fn tls_intercept_is_not_supported() {
-    let e = error(&with("egress: [{host: a.example.com, tls: intercept}]\n"));
+fn tls_mode_values() {
+    let e = error(&with("egress: [{host: a.example.com, tls: sometimes}]\n"));
     assert_contains(
         &e,
-        &["egress[0].tls: intercept is not supported by this version of cordon"],
+        &[
+            "egress[0].tls",
+            "\"sometimes\"",
+            "`intercept`",
+            "`passthrough`",
+        ],
     );
-    let e = error(&with("egress: [{host: a.example.com, tls: sometimes}]\n"));
-    assert_contains(&e, &["egress[0].tls", "\"sometimes\"", "passthrough"]);
+}
+
+/// A config with one credential `a` whose entry is `cred` (YAML flow mapping body).
+fn with_credential(cred: &str, rest: &str) -> String {
+    with(&format!("credentials:\n  a: {{{cred}}}\n{rest}"))
+}
+
+#[test]
+fn credential_sources_are_checked() {
+    for (source, needle) in [
+        ("{}", "credentials.a.source: needs one of `env`, `file`, `exec`, `oauth2`"),
+        (
+            "{env: A, file: /tmp/x}",
+            "credentials.a.source: has more than one kind (env, file)",
+        ),
+        ("{env: \"\"}", "credentials.a.source.env: \"\" is not an environment variable name"),
+        ("{env: A, refresh: 1s}", "credentials.a.source.refresh: only applies to a `file` source"),
+        ("{file: /tmp/x, refresh: soon}", "credentials.a.source.refresh: \"soon\" is not a duration"),
+        ("{file: /tmp/x, refresh: 0s}", "credentials.a.source.refresh: must be longer than zero"),
+        ("{exec: {command: []}}", "credentials.a.source.exec.command: must not be empty"),
+        (
+            "{exec: {command: [cordon-no-such-plugin-xyz]}}",
+            "credentials.a.source.exec.command[0]: \"cordon-no-such-plugin-xyz\" was not found in PATH",
+        ),
+        (
+            "{exec: {command: [/nonexistent/get-token]}}",
+            "credentials.a.source.exec.command[0]: /nonexistent/get-token does not exist",
+        ),
+        (
+            "{exec: {command: [bin/get-token]}}",
+            "credentials.a.source.exec.command[0]: \"bin/get-token\" must be an absolute path",
+        ),
+        (
+            "{exec: {command: [/bin/sh], timeout: 1y2}}",
+            "credentials.a.source.exec.timeout: \"1y2\" is not a duration",
+        ),
+        ("{exec: {cmd: [/bin/sh]}}", "credentials.a.source.exec.cmd: unknown key `cmd`"),
+        (
+            "{oauth2: {token_url: \"ftp://x/token\", client_id: c, client_secret_file: /s}}",
+            "credentials.a.source.oauth2.token_url: \"ftp://x/token\" must start with http:// or https://",
+        ),
+        (
+            "{oauth2: {token_url: \"https://u:p@x/token\", client_id: c, client_secret_file: /s}}",
+            "credentials.a.source.oauth2.token_url: \"https://u:p@x/token\" must not contain user information",
+        ),
+        (
+            "{oauth2: {token_url: \"https://x/token\", client_id: \"\", client_secret_file: /s}}",
+            "credentials.a.source.oauth2.client_id: must be non-empty",
+        ),
+        (
+            "{oauth2: {token_url: \"https://x/token\", client_id: c, client_secret_file: /s, scopes: [\"a b\"]}}",
+            "credentials.a.source.oauth2.scopes[0]: \"a b\" is not an OAuth2 scope",
+        ),
+        (
+            "{oauth2: {token_url: \"https://x/token\", client_id: c}}",
+            "credentials.a.source.oauth2: missing required key `client_secret_file`",
+        ),
+        ("{token: abc}", "credentials.a.source.token: unknown key `token`"),
+    ] {
+        let e = error(&with_credential(&format!("source: {source}"), ""));
+        assert_contains(&e, &["cordon.yaml: ", needle]);
+    }
+}
+
+#[test]
+fn credential_ids_and_fields_are_checked() {
+    assert_contains(
+        &error(&with("credentials:\n  OpenAI: {source: {env: A}}\n")),
+        &["cordon.yaml: credentials.OpenAI: \"OpenAI\" is not a credential id"],
+    );
+    for (cred, needle) in [
+        (
+            "source: {env: A}, inject: {header: Authorization, value: Bearer}",
+            "credentials.a.inject.value: \"Bearer\" must contain `{secret}` exactly once",
+        ),
+        (
+            "source: {env: A}, inject: {header: Authorization, value: \"{secret}{secret}\"}",
+            "credentials.a.inject.value: \"{secret}{secret}\" must contain `{secret}` exactly once",
+        ),
+        (
+            "source: {env: A}, inject: {header: \"Bad Header\", value: \"{secret}\"}",
+            "credentials.a.inject.header: \"Bad Header\" is not a valid header name",
+        ),
+        (
+            "source: {env: A}, inject: {header: Proxy-Authorization, value: \"{secret}\"}",
+            "credentials.a.inject.header: Proxy-Authorization cannot carry a credential",
+        ),
+        (
+            "source: {env: A}, inject: {header: Host, value: \"{secret}\"}",
+            "credentials.a.inject.header: Host cannot carry a credential",
+        ),
+        (
+            "source: {env: A}, inject: {header: Authorization}",
+            "credentials.a.inject: missing required key `value`",
+        ),
+        (
+            "source: {env: A}, placeholder: SHORT",
+            "credentials.a.placeholder: \"SHORT\" is not a usable placeholder",
+        ),
+        (
+            "source: {env: A}, placeholder: \"HAS-A-DASH-PLACEHOLDER\"",
+            "credentials.a.placeholder: \"HAS-A-DASH-PLACEHOLDER\" is not a usable placeholder",
+        ),
+        (
+            "source: {env: A}, env: \"1ABC\"",
+            "credentials.a.env: \"1ABC\" is not an environment variable name",
+        ),
+        (
+            "inject: {header: A, value: \"{secret}\"}",
+            "credentials.a: missing required key `source`",
+        ),
+        (
+            "source: {env: A}, require_placeholder: maybe",
+            "credentials.a.require_placeholder: invalid type",
+        ),
+    ] {
+        let e = error(&with_credential(cred, ""));
+        assert_contains(&e, &["cordon.yaml: ", needle]);
+    }
+}
+
+#[test]
+fn placeholders_and_env_names_are_unique() {
+    // `a-b` and `a_b` have the same default placeholder.
+    let e = error(&with(
+        "credentials:\n  a-b: {source: {env: A}}\n  a_b: {source: {env: B}}\n",
+    ));
+    assert_contains(
+        &e,
+        &["credentials.a_b.placeholder: CORDON_PLACEHOLDER_A_B is also the placeholder of credentials.a-b"],
+    );
+    let e = error(&with(
+        "credentials:\n  one: {source: {env: A}, placeholder: SAME_PLACEHOLDER_1}\n  \
+         two: {source: {env: B}, placeholder: SAME_PLACEHOLDER_1}\n",
+    ));
+    assert_contains(&e, &["credentials.two.placeholder: SAME_PLACEHOLDER_1 is also the placeholder of credentials.one"]);
+    let e = error(&with(
+        "credentials:\n  one: {source: {env: A}, env: TOKEN}\n  two: {source: {env: B}, env: TOKEN}\n",
+    ));
+    assert_contains(
+        &e,
+        &["credentials.two.env: TOKEN is also exported by credentials.one"],
+    );
+}
+
+#[test]
+fn egress_credentials_are_checked() {
+    assert_contains(
+        &error(&with("egress: [{host: a.example.com, credential: nope}]\n")),
+        &["cordon.yaml: egress[0].credential: \"nope\" is not an entry of `credentials` (no credentials are defined)"],
+    );
+    assert_contains(
+        &error(&with_credential(
+            "source: {env: A}",
+            "egress: [{host: a.example.com, credential: b}]\n",
+        )),
+        &["egress[0].credential: \"b\" is not an entry of `credentials` (defined: a)"],
+    );
+    assert_contains(
+        &error(&with_credential(
+            "source: {env: A}",
+            "egress: [{host: a.example.com, tls: passthrough, credential: a}]\n",
+        )),
+        &["egress[0].credential: cannot be used with `tls: passthrough`"],
+    );
+}
+
+#[test]
+fn tls_section_is_checked() {
+    assert_contains(
+        &error(&with("tls: {extra_roots: [/nonexistent/root.pem]}\n")),
+        &["cordon.yaml: tls.extra_roots[0]: /nonexistent/root.pem does not exist or is not a file"],
+    );
+    assert_contains(
+        &error(&with("tls: {ca_dir: \"\"}\n")),
+        &["tls.ca_dir: must not be empty"],
+    );
+    assert_contains(
+        &error(&with("tls: {ca: /x}\n")),
+        &["tls.ca: unknown key `ca`", "`ca_dir`"],
+    );
 }
 
 #[test]
@@ -498,6 +688,8 @@ audit: {path: /tmp/cordon-audit.jsonl, fsync: every}
                 "[1] *.pkg.example.org",
                 "ports: 80, 443",
                 "tls: passthrough",
+                "tls:\n  ca_dir: /var/lib/cordon/ca\n  extra_roots: none",
+                "credentials: none",
                 "rules: any method, any path",
                 "allow_ips: 10.1.2.3/32, fd00::/8",
                 "methods: DELETE; paths: any",
@@ -506,6 +698,134 @@ audit: {path: /tmp/cordon-audit.jsonl, fsync: every}
                 &format!("policy hash: {}", cfg.policy_hash),
             ],
         );
+    }
+
+    #[test]
+    fn tls_defaults_follow_rules_and_credentials() {
+        let cfg = load_str(&with(
+            "credentials: {gh: {source: {env: GH_TOKEN}}}
+egress:
+  - {host: a.example.com}
+  - {host: b.example.com, rules: [{methods: [GET]}]}
+  - {host: c.example.com, credential: gh}
+  - {host: d.example.com, tls: intercept}
+  - {host: e.example.com, tls: passthrough, rules: [{methods: [GET]}]}
+",
+        ))
+        .unwrap();
+        let modes: Vec<TlsMode> = cfg.policy.egress().iter().map(|e| e.tls).collect();
+        assert_eq!(
+            modes,
+            vec![
+                TlsMode::Passthrough,
+                TlsMode::Intercept,
+                TlsMode::Intercept,
+                TlsMode::Intercept,
+                TlsMode::Passthrough
+            ]
+        );
+        assert_eq!(cfg.policy.egress()[2].credential.as_deref(), Some("gh"));
+        assert_eq!(cfg.policy.egress()[0].credential, None);
+        assert_eq!(cfg.tls, Tls::default());
+    }
+
+    #[test]
+    fn credentials_compile_sorted_with_defaults() {
+        use crate::credentials::{InjectSpec, SourceSpec};
+        use std::time::Duration;
+        let root =
+            std::env::temp_dir().join(format!("cordon-config-root-{}.pem", std::process::id()));
+        std::fs::write(&root, "not checked beyond existence here\n").unwrap();
+        let yaml = with(&format!(
+            "tls: {{ca_dir: /tmp/cordon-ca, extra_roots: [\"{}\"]}}
+credentials:
+  zeta:
+    source: {{oauth2: {{token_url: \"https://auth.example.com/token?x=1\", client_id: cordon,
+                       client_secret_file: /run/secret, scopes: [deploy, read]}}}}
+    inject: {{header: Authorization, value: \"Bearer {{secret}}\"}}
+  file-tok:
+    source: {{file: /run/token, refresh: 50ms}}
+    placeholder: MY_FILE_PLACEHOLDER
+    env: FILE_TOKEN
+    require_placeholder: true
+  cloud:
+    source: {{exec: {{command: [sh, -c, \"echo\"]}}}}
+  api:
+    source: {{env: API_KEY}}
+egress:
+  - {{host: api.example.com, credential: zeta}}
+",
+            root.display()
+        ));
+        let cfg = load_str(&yaml).unwrap();
+        let _ = std::fs::remove_file(&root);
+        let ids: Vec<&str> = cfg.credentials.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["api", "cloud", "file-tok", "zeta"]);
+        let [api, cloud, file, zeta] = &cfg.credentials[..] else {
+            unreachable!()
+        };
+        assert_eq!(api.source, SourceSpec::Env("API_KEY".into()));
+        assert_eq!(api.placeholder, "CORDON_PLACEHOLDER_API");
+        assert_eq!(api.inject, None);
+        assert!(!api.require_placeholder);
+        let SourceSpec::Exec { command, timeout } = &cloud.source else {
+            panic!("{:?}", cloud.source)
+        };
+        assert!(
+            command[0].starts_with('/') && command[0].ends_with("/sh"),
+            "{command:?}"
+        );
+        assert_eq!(command[1..], ["-c".to_string(), "echo".to_string()]);
+        assert_eq!(*timeout, Duration::from_secs(10));
+        assert_eq!(
+            file.source,
+            SourceSpec::File {
+                path: "/run/token".into(),
+                refresh: Duration::from_millis(50)
+            }
+        );
+        assert_eq!(file.placeholder, "MY_FILE_PLACEHOLDER");
+        assert_eq!(file.env.as_deref(), Some("FILE_TOKEN"));
+        assert!(file.require_placeholder);
+        assert_eq!(file.placeholder, "MY_FILE_PLACEHOLDER");
+        assert_eq!(zeta.placeholder, "CORDON_PLACEHOLDER_ZETA");
+        assert_eq!(
+            zeta.inject,
+            Some(InjectSpec {
+                header: "Authorization".into(),
+                value: "Bearer {secret}".into()
+            })
+        );
+        let SourceSpec::OAuth2 {
+            scopes, client_id, ..
+        } = &zeta.source
+        else {
+            panic!("{:?}", zeta.source)
+        };
+        assert_eq!(scopes, &["deploy".to_string(), "read".to_string()]);
+        assert_eq!(client_id, "cordon");
+        assert_eq!(cfg.tls.ca_dir, PathBuf::from("/tmp/cordon-ca"));
+        assert_eq!(cfg.tls.extra_roots, vec![root.clone()]);
+
+        let text = describe(&cfg);
+        assert_contains(
+            &text,
+            &[
+                "tls: intercept",
+                "credential: zeta",
+                "ca_dir: /tmp/cordon-ca",
+                &format!("extra_roots: {}", root.display()),
+                "  api\n      source: env API_KEY\n      inject: placeholder swap only\n      placeholder: CORDON_PLACEHOLDER_API\n      require_placeholder: no",
+                &format!("source: exec {}", command[0]),
+                "source: file /run/token (checked every 50ms)",
+                "env: FILE_TOKEN",
+                "require_placeholder: yes",
+                "source: oauth2 https://auth.example.com/token\n",
+                "inject: header Authorization",
+                "placeholder: CORDON_PLACEHOLDER_ZETA",
+            ],
+        );
+        assert!(!text.contains("x=1"), "the token URL's query is shown");
     }
 
     #[test]
