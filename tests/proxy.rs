@@ -275,6 +275,7 @@ fn refusals_carry_their_reason_and_allowed_twins_pass() {
         r#"  - host: origin.test
     ports: [{port}]
     allow_ips: [127.0.0.1/32]
+    tls: passthrough
     rules:
       - {{ methods: [GET, POST], paths: ["/repos/acme/**"] }}
   - {{ host: "*.example.com", ports: [{port}], allow_ips: [127.0.0.1/32] }}"#
@@ -449,7 +450,8 @@ fn refusals_carry_their_reason_and_allowed_twins_pass() {
             .as_bytes(),
     );
     assert_eq!(parse_status(&r), 200, "{}", String::from_utf8_lossy(&r));
-    // Method/path rules cannot be enforced inside a passthrough tunnel: refused.
+    // Method/path rules cannot be enforced inside a passthrough tunnel: refused. (Without
+    // `tls: passthrough` such an entry is intercepted; tests/intercept.rs covers that.)
     let r = raw_request(
         proxy,
         format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
