@@ -787,3 +787,49 @@ fn origins_with_invalid_certificates_get_502_upstream_tls() {
     assert_eq!(status, 200);
     assert_eq!(good.count(), 1);
 }
+
+#[test]
+fn credentials_never_travel_in_plain_http() {
+    let setup = Setup::new(&["origin.test", "open.test"]);
+    let origin = Origin::plain();
+    let port = origin.port();
+    let secret = token("demo");
+    let yaml = setup.config(
+        &format!(
+            "  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32], credential: demo }}\n  - {{ host: open.test, ports: [{port}], allow_ips: [127.0.0.1/32] }}"
+        ),
+        "  demo: { source: { env: CORDON_TEST_DEMO }, inject: { header: Authorization, value: \"Bearer {secret}\" }, placeholder: CORDON_PLACEHOLDER_DEMO }",
+    );
+    let cordon = Cordon::start_with_env(&yaml, &[("CORDON_TEST_DEMO", &secret)]);
+    let proxy = format!("http://{}", cordon.proxy_addr());
+    let fetch = |url: &str, header: &str| {
+        let (code, out, err) = curl(&["-x", &proxy, "-H", header, "-w", "\n%{http_code}", url]);
+        assert_eq!(code, 0, "{err}");
+        let text = String::from_utf8_lossy(&out).to_string();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.parse::<u16>().unwrap(), body.to_owned())
+    };
+    // The credential's own host over http://: refused rather than sent in clear text.
+    let (status, body) = fetch(&format!("http://origin.test:{port}/x"), "X-A: 1");
+    assert_eq!(status, 403);
+    assert!(body.contains("insecure_credential"), "{body}");
+    // Another host over http:// with the placeholder or the value: refused.
+    let (status, body) = fetch(
+        &format!("http://open.test:{port}/x"),
+        "X-A: CORDON_PLACEHOLDER_DEMO",
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("placeholder_misuse"), "{body}");
+    let (status, body) = fetch(
+        &format!("http://open.test:{port}/x"),
+        &format!("X-A: {secret}"),
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("real_secret_used"));
+    assert_eq!(origin.count(), 0);
+    // The twin: a plain request without either goes through.
+    let (status, _) = fetch(&format!("http://open.test:{port}/x"), "X-A: 1");
+    assert_eq!(status, 200);
+    assert_eq!(origin.count(), 1);
+    assert_no_secret(&cordon, &[&secret]);
+}

@@ -575,6 +575,20 @@ fn check_credentials(raw: BTreeMap<String, RawCredential>) -> Result<Vec<Credent
                 ),
             ));
         }
+        if let Some(other) = out.iter().find(|o| {
+            o.placeholder.contains(&spec.placeholder) || spec.placeholder.contains(&o.placeholder)
+        }) {
+            // One placeholder inside another would be swapped, or flagged as misused, inside
+            // the longer one.
+            return Err(problem(
+                format!("{at}.placeholder"),
+                format!(
+                    "{} and the placeholder of credentials.{} ({}) contain one another; \
+                     choose placeholders that do not overlap",
+                    spec.placeholder, other.id, other.placeholder
+                ),
+            ));
+        }
         if let Some(env) = &spec.env {
             if let Some(other) = out.iter().find(|o| o.env.as_ref() == Some(env)) {
                 return Err(problem(

@@ -292,6 +292,18 @@ fn placeholders_and_env_names_are_unique() {
          two: {source: {env: B}, placeholder: SAME_PLACEHOLDER_1}\n",
     ));
     assert_contains(&e, &["credentials.two.placeholder: SAME_PLACEHOLDER_1 is also the placeholder of credentials.one"]);
+    // `gh` and `gh_app`: CORDON_PLACEHOLDER_GH stands inside CORDON_PLACEHOLDER_GH_APP.
+    let e = error(&with(
+        "credentials:\n  gh: {source: {env: A}}\n  gh_app: {source: {env: B}}\n",
+    ));
+    assert_contains(
+        &e,
+        &[
+            "credentials.gh_app.placeholder",
+            "credentials.gh (CORDON_PLACEHOLDER_GH)",
+            "contain one another",
+        ],
+    );
     let e = error(&with(
         "credentials:\n  one: {source: {env: A}, env: TOKEN}\n  two: {source: {env: B}, env: TOKEN}\n",
     ));

@@ -42,11 +42,14 @@ pub enum DenyReason {
     PlaceholderMisuse,
     /// The origin's TLS certificate did not verify (wrong name, expired, unknown CA).
     UpstreamTls,
+    /// The allowing rule carries a credential, and the request is plain http://: a
+    /// credential is only ever injected into TLS.
+    InsecureCredential,
 }
 
 impl DenyReason {
     /// Every reason, in documentation order.
-    pub const ALL: [DenyReason; 15] = [
+    pub const ALL: [DenyReason; 16] = [
         DenyReason::NotAllowed,
         DenyReason::Boundary,
         DenyReason::HostMismatch,
@@ -62,6 +65,7 @@ impl DenyReason {
         DenyReason::RealSecretUsed,
         DenyReason::PlaceholderMisuse,
         DenyReason::UpstreamTls,
+        DenyReason::InsecureCredential,
     ];
 
     /// The reason code as it appears in headers, bodies, audit records and metrics.
@@ -82,6 +86,7 @@ impl DenyReason {
             DenyReason::RealSecretUsed => "real_secret_used",
             DenyReason::PlaceholderMisuse => "placeholder_misuse",
             DenyReason::UpstreamTls => "upstream_tls",
+            DenyReason::InsecureCredential => "insecure_credential",
         }
     }
 
@@ -112,6 +117,7 @@ impl DenyReason {
                 | DenyReason::UpstreamTls
                 | DenyReason::RealSecretUsed
                 | DenyReason::PlaceholderMisuse
+                | DenyReason::InsecureCredential
         )
     }
 }
@@ -867,7 +873,7 @@ mod tests {
     #[test]
     fn reason_codes() {
         let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 16);
         let mut unique = names.clone();
         unique.sort_unstable();
         unique.dedup();

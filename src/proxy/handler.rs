@@ -106,9 +106,15 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
     let (mut parts, body) = req.into_parts();
     let state = ex.state().clone();
     let credential = rule.and_then(|rule| state.policy.egress()[rule].credential.as_deref());
-    match super::inject::inject(&state.credentials, credential, &mut parts) {
-        Ok(used) => ex.record.credential = used,
-        Err((reason, hint)) => return ex.deny(reason, hint),
+    if let Some(id) = credential {
+        return ex.deny(
+            DenyReason::InsecureCredential,
+            format!("credential {id} is only injected over TLS; use https://"),
+        );
+    }
+    // Nothing is injected here, but placeholders and values still may not leave.
+    if let Err((reason, hint)) = super::inject::inject(&state.credentials, None, &mut parts) {
+        return ex.deny(reason, hint);
     }
     strip_request_headers(&mut parts.headers);
     if !parts.headers.contains_key(HOST) {
