@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-32}; RATE=${RATE:-5000}
-PLAIN_PORT=${PLAIN_PORT:-28080}; TLS_PORT=${TLS_PORT:-28443}
+PLAIN_PORT=${PLAIN_PORT:-28080}; TLS_PORT=${TLS_PORT:-28443}; ITLS_PORT=${ITLS_PORT:-28444}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cache/cordon-bench-tools/bin/oha")}
 for tool in "$OHA" nginx openssl python3; do
   command -v "$tool" >/dev/null || { echo "load.sh: $tool not found (see the header)" >&2; exit 2; }
@@ -27,6 +27,7 @@ trap cleanup EXIT
 chmod 755 "$work"  # nginx workers run as an unprivileged user
 mkdir -p "$work/www" "$work/logs"
 head -c 1024 /dev/zero | tr '\0' x > "$work/www/1k"
+head -c 1048576 /dev/zero | tr '\0' x > "$work/www/1m"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/origin.key" -out "$work/origin.crt" 2>/dev/null
 cat > "$work/nginx.conf" <<NGINX
@@ -40,7 +41,7 @@ http {
   uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$PLAIN_PORT; root $work/www; }
-  server { listen 127.0.0.1:$TLS_PORT ssl; root $work/www;
+  server { listen 127.0.0.1:$TLS_PORT ssl; listen 127.0.0.1:$ITLS_PORT ssl; root $work/www;
            ssl_certificate $work/origin.crt; ssl_certificate_key $work/origin.key; }
 }
 NGINX
@@ -52,11 +53,17 @@ cat > "$work/cordon.yaml" <<YAML
 version: 1
 agent: { name: load }
 listen: { proxy: "127.0.0.1:0" }
+tls: { ca_dir: "$work/ca", extra_roots: ["$work/origin.crt"] }
 egress:
   - { host: "127.0.0.1", ports: [$PLAIN_PORT, $TLS_PORT], allow_ips: [127.0.0.1/32] }
+  # Interception with injection: the origin gets the credential, the client never had it.
+  - { host: "127.0.0.1", ports: [$ITLS_PORT], allow_ips: [127.0.0.1/32], credential: load }
+credentials:
+  load: { source: { env: CORDON_LOAD_TOKEN }, inject: { header: Authorization, value: "Bearer {secret}" } }
 audit: { path: "$work/audit.jsonl", fsync: batch }
 YAML
-"$bin" serve --config "$work/cordon.yaml" 2> "$work/logs/cordon.log" &
+CORDON_LOAD_TOKEN="load-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  "$bin" serve --config "$work/cordon.yaml" 2> "$work/logs/cordon.log" &
 cordon=$!
 pids+=($cordon)
 for _ in $(seq 100); do grep -q 'listener=proxy' "$work/logs/cordon.log" 2>/dev/null && break; sleep 0.1; done
@@ -101,6 +108,14 @@ for round in $(seq "$ROUNDS"); do
   run http1k@rate cordon "http://127.0.0.1:$PLAIN_PORT/1k" -q "$RATE" -x "http://$proxy"
   run https1k@rate direct "https://127.0.0.1:$TLS_PORT/1k" -q "$RATE"
   run https1k@rate cordon "https://127.0.0.1:$TLS_PORT/1k" -q "$RATE" -x "http://$proxy"
+  # Interception with credential injection, kept-alive inside the tunnel and one TLS
+  # connection per request (oha resumes TLS 1.3 sessions with cordon, as with nginx).
+  run https1k-intercept direct "https://127.0.0.1:$TLS_PORT/1k"
+  run https1k-intercept cordon "https://127.0.0.1:$ITLS_PORT/1k" -x "http://$proxy"
+  run httpsnew-intercept direct "https://127.0.0.1:$TLS_PORT/1k" --disable-keepalive
+  run httpsnew-intercept cordon "https://127.0.0.1:$ITLS_PORT/1k" -x "http://$proxy" --disable-keepalive
+  run https1m-intercept direct "https://127.0.0.1:$TLS_PORT/1m"
+  run https1m-intercept cordon "https://127.0.0.1:$ITLS_PORT/1m" -x "http://$proxy"
 done
 loaded_rss=$(rss_kb "$cordon")
 kill -TERM "$cordon"; wait "$cordon" 2>/dev/null || true
@@ -112,9 +127,9 @@ path, idle, loaded, conns, dur, rounds, chain, records, rate = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path)]
 med = lambda xs: st.median(xs) if xs else 0.0
 print(f"# cordon load: {conns} connections, {dur} s per run, {rounds} rounds (medians); @rate = {rate} req/s in total")
-print("| scenario | target | req/s | ratio to direct | p50 ms | p99 ms | p99 added ms | errors | cordon CPU s per 10k req |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-for sc in ["http1k", "https1k", "http1k@rate", "https1k@rate"]:
+print("| scenario | target | req/s | ratio to direct | p50 ms | p99 ms | p99 added ms | errors | cordon CPU s per 10k req | cordon RSS MiB after |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for sc in ["http1k", "https1k", "http1k@rate", "https1k@rate", "https1k-intercept", "httpsnew-intercept", "https1m-intercept"]:
     base = [r for r in rows if r[0] == sc and r[1] == "direct"]
     brps = med([float(r[3]) for r in base]); bp99 = med([float(r[5]) for r in base])
     for target in ["direct", "cordon"]:
@@ -125,6 +140,7 @@ for sc in ["http1k", "https1k", "http1k@rate", "https1k@rate"]:
         ratio = f"{med(ratios):.3f}" if target == "cordon" else "1"
         added = f"{p99 - bp99:+.3f}" if target == "cordon" else ""
         cpu10k = f"{cpu / ok * 10000:.2f}" if target == "cordon" and ok else ""
-        print(f"| {sc} | {target} | {rps:,.0f} | {ratio} | {p50:.3f} | {p99:.3f} | {added} | {errs} | {cpu10k} |")
+        rss = f"{med([int(r[9]) for r in rs]) / 1024:.1f}" if target == "cordon" else ""
+        print(f"| {sc} | {target} | {rps:,.0f} | {ratio} | {p50:.3f} | {p99:.3f} | {added} | {errs} | {cpu10k} | {rss} |")
 print(f"\ncordon RSS: idle {int(idle)/1024:.1f} MiB, after load {int(loaded)/1024:.1f} MiB; audit records {records}, chain {chain}")
 PY
