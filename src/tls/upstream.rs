@@ -1,9 +1,12 @@
 //! The origin-facing TLS client: always verifying, webpki roots plus configured extra roots.
 
 use super::{ring_provider, TlsError, ALPN_H2_HTTP1, PROTOCOL_VERSIONS};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::{AlertDescription, RootCertStore};
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::{AlertDescription, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,13 +25,99 @@ pub fn upstream_client_config_with_alpn(
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let roots = root_store(extra_roots)?;
+    let pinned = pinned_certificates(extra_roots)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), ring_provider())
+        .build()
+        .map_err(|e| TlsError(format!("TLS client set-up: {e}")))?;
+    let verifier = Arc::new(Verifier { webpki, pinned });
     let mut config = rustls::ClientConfig::builder_with_provider(ring_provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(|e| TlsError(format!("TLS client set-up: {e}")))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Verifies origins against the roots; in addition, an origin presenting exactly a
+/// certificate listed in `extra_roots` is accepted for the names that certificate carries.
+/// A self-signed server certificate is often its own CA (`CA:TRUE`, as `openssl req -x509`
+/// makes it), which path validation refuses as an end entity; an exact match is pinning,
+/// stricter than trusting a CA. Its validity dates are not checked (there is no issuer to
+/// renew it; the operator listed this very certificate).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(err)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|pin| pin.as_ref() == end_entity.as_ref()) =>
+            {
+                // The name must still match; the handshake signature is checked as always.
+                let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| err.clone())?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map_err(|_| err)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Every certificate in `extra_roots`, for exact matching against what an origin presents.
+fn pinned_certificates(extra_roots: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut pinned = Vec::new();
+    for path in extra_roots {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TlsError(format!("{}: cannot read trust roots: {e}", path.display())))?;
+        pinned.extend(certs);
+    }
+    Ok(pinned)
 }
 
 fn root_store(extra_roots: &[PathBuf]) -> Result<RootCertStore, TlsError> {
@@ -104,6 +193,48 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    #[test]
+    fn a_listed_self_signed_server_certificate_is_pinned_for_its_names() {
+        use rustls::client::danger::ServerCertVerifier;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["pinned.test".to_owned()]).unwrap();
+        // What `openssl req -x509` makes: a server certificate that is its own CA.
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let pem = temp_file("pinned.pem", &cert.pem());
+        let other = rcgen::CertificateParams::new(vec!["pinned.test".to_owned()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let verifier = |roots: &[PathBuf]| {
+            let roots_store = root_store(roots).unwrap();
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots_store), ring_provider())
+                    .build()
+                    .unwrap();
+            Verifier {
+                webpki,
+                pinned: pinned_certificates(roots).unwrap(),
+            }
+        };
+        let name = |n: &str| ServerName::try_from(n.to_owned()).unwrap();
+        let now = UnixTime::now();
+        let pinned = verifier(std::slice::from_ref(&pem));
+        assert!(pinned
+            .verify_server_cert(cert.der(), &[], &name("pinned.test"), &[], now)
+            .is_ok());
+        assert!(pinned
+            .verify_server_cert(cert.der(), &[], &name("other.test"), &[], now)
+            .is_err());
+        assert!(pinned
+            .verify_server_cert(other.der(), &[], &name("pinned.test"), &[], now)
+            .is_err());
+        let unlisted = verifier(&[]);
+        assert!(unlisted
+            .verify_server_cert(cert.der(), &[], &name("pinned.test"), &[], now)
+            .is_err());
     }
 
     #[test]
