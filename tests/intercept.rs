@@ -833,3 +833,71 @@ fn credentials_never_travel_in_plain_http() {
     assert_eq!(origin.count(), 1);
     assert_no_secret(&cordon, &[&secret]);
 }
+
+#[test]
+fn websocket_upgrades_pass_after_the_decision() {
+    let setup = Setup::new(&["origin.test"]);
+    let origin = Origin::tls(&setup.origin_ca, &["origin.test"]);
+    let port = origin.port();
+    let yaml = setup.config(
+        &format!(
+            "  - {{ host: origin.test, ports: [{port}], allow_ips: [127.0.0.1/32],\n      rules: [ {{ methods: [GET], paths: [\"/ws\"] }} ] }}"
+        ),
+        "  {}",
+    );
+    let cordon = Cordon::start(&yaml);
+    let proxy = cordon.proxy_addr();
+    let ca = std::fs::read_to_string(cordon.dir().join("ca/ca.crt")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (allowed, echoed, refused) = runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let open = |path: &'static str| {
+            let ca = ca.clone();
+            async move {
+                let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+                stream
+                    .write_all(format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    stream.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                let mut tls = tls_connect(stream, "origin.test", tls_client_config(&ca)).await.unwrap();
+                tls.write_all(
+                    format!(
+                        "GET {path} HTTP/1.1\r\nHost: origin.test:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    tls.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                (String::from_utf8_lossy(&head).to_string(), tls)
+            }
+        };
+        let (head, mut tls) = open("/ws").await;
+        tls.write_all(b"ping through cordon").await.unwrap();
+        let mut echo = [0u8; 19];
+        tls.read_exact(&mut echo).await.unwrap();
+        let (refused, _) = open("/other").await;
+        (head, echo.to_vec(), refused)
+    });
+    assert!(allowed.starts_with("HTTP/1.1 101"), "{allowed}");
+    assert_eq!(echoed, b"ping through cordon");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused
+        .to_lowercase()
+        .contains("x-cordon-reason: not_allowed"));
+    assert_eq!(
+        origin.count(),
+        1,
+        "only the allowed upgrade reached the origin"
+    );
+}

@@ -449,7 +449,11 @@ async fn answer(
     sni: Option<String>,
 ) -> Response<OriginBody> {
     let received = SystemTime::now();
-    let (parts, mut body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
+    // `/ws`: answer an HTTP/1.1 upgrade with 101, then echo every byte on the upgraded stream.
+    let upgrade = (parts.uri.path() == "/ws")
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
     // Collect frame by frame so a body cut off mid-way is still recorded: scanning tests need
     // to see exactly which bytes reached the origin.
     let mut bytes = Vec::new();
@@ -495,6 +499,20 @@ async fn answer(
 
     let path = parts.uri.path();
     let mut response = Response::builder();
+    if let Some(upgrade) = upgrade {
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            }
+        });
+        return response
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, "websocket")
+            .body(Empty::new().boxed())
+            .unwrap();
+    }
     if path == "/1k" {
         return response
             .header(http::header::CONTENT_TYPE, "text/plain")
