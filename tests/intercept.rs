@@ -89,15 +89,20 @@ fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>, String) {
     )
 }
 
-/// Acceptance 6: no secret anywhere cordon writes.
-fn assert_no_secret(cordon: &Cordon, secrets: &[&str]) {
-    let trail = std::fs::read_to_string(cordon.audit_path()).unwrap_or_default();
+/// Acceptance 6: no secret anywhere cordon writes. Stops cordon first, so the audit trail
+/// and the logs are complete when they are read.
+fn assert_no_secret(cordon: Cordon, secrets: &[&str]) {
     let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
     let metrics = String::from_utf8_lossy(&metrics).to_string();
+    let dir = cordon.dir().to_path_buf();
+    assert_eq!(cordon.stop(), 0);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let trail = read("audit.jsonl");
+    assert!(!trail.is_empty());
     for (name, text) in [
         ("audit trail", trail),
-        ("stderr", cordon.stderr_text()),
-        ("stdout", cordon.stdout_text()),
+        ("stderr", read("stderr.log")),
+        ("stdout", read("stdout.log")),
         ("metrics", metrics),
     ] {
         for secret in secrets {
@@ -108,6 +113,7 @@ fn assert_no_secret(cordon: &Cordon, secrets: &[&str]) {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn bearer(seen: &SeenRequest) -> String {
@@ -185,7 +191,9 @@ fn intercepted_requests_carry_the_injected_credential_over_http1_and_http2() {
     );
     assert_eq!(record["credential"]["version"], 1);
     assert_eq!(record["sni"], "origin.test");
-    assert_no_secret(&cordon, &[&secret]);
+    // Close the client's pooled connection so cordon stops without waiting out its drain.
+    drop(runtime);
+    assert_no_secret(cordon, &[&secret]);
 }
 
 #[test]
@@ -315,20 +323,7 @@ async fn request_in_tunnel(
 ) -> (u16, Option<String>) {
     use bytes::Bytes;
     use http_body_util::Empty;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    stream
-        .write_all(
-            format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let stream = open_tunnel(proxy, host, port).await;
     let mut config = (*tls_client_config(ca_pem)).clone();
     config.alpn_protocols = vec![if h2 {
         b"h2".to_vec()
@@ -477,7 +472,7 @@ fn placeholders_are_swapped_and_never_leave_for_unbound_hosts() {
     assert!(seen.header("x-api-key") == Some(demo.as_str()) && bearer(&seen) == demo);
     cordon.wait_for_records(|r| r["reason"] == "placeholder_misuse", WAIT);
     cordon.wait_for_records(|r| r["reason"] == "real_secret_used", WAIT);
-    assert_no_secret(&cordon, &[&demo, &swap]);
+    assert_no_secret(cordon, &[&demo, &swap]);
 }
 
 #[test]
@@ -529,6 +524,8 @@ fn a_file_credential_follows_rewrites_in_place_and_atomic_renames() {
     std::fs::write(&tmp, &values[2]).unwrap();
     std::fs::rename(&tmp, &file).unwrap();
     wait_for(&values[2]);
+    // Records are written after the response; wait for the last one before reading them all.
+    cordon.wait_for_records(|r| r["credential"]["version"] == 3, WAIT);
     let versions: Vec<u64> = cordon
         .audit_records()
         .iter()
@@ -538,7 +535,7 @@ fn a_file_credential_follows_rewrites_in_place_and_atomic_renames() {
         versions.windows(2).all(|w| w[0] <= w[1]) && versions.last() >= Some(&3),
         "{versions:?}"
     );
-    assert_no_secret(&cordon, &[&values[0], &values[1], &values[2]]);
+    assert_no_secret(cordon, &[&values[0], &values[1], &values[2]]);
 }
 
 /// Issued tokens and when each stops being valid.
@@ -651,7 +648,7 @@ fn an_exec_credential_rotates_under_load_without_a_failed_request() {
     assert_tokens_were_valid(&origin, &issued);
     let secrets: Vec<String> = issued.lock().unwrap().keys().cloned().collect();
     assert_no_secret(
-        &cordon,
+        cordon,
         &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
     );
 }
@@ -736,7 +733,6 @@ fn an_oauth2_credential_rotates_under_load_once_per_lifetime() {
     let secrets: Vec<String> = issued.lock().unwrap().keys().cloned().collect();
     let mut all: Vec<&str> = secrets.iter().map(String::as_str).collect();
     all.push("shh-test-client-secret");
-    assert_no_secret(&cordon, &all);
     let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
     let metrics = String::from_utf8_lossy(&metrics).to_string();
     assert!(
@@ -744,6 +740,7 @@ fn an_oauth2_credential_rotates_under_load_once_per_lifetime() {
         "{metrics}"
     );
     assert!(metrics.contains("cordon_credential_expiry_seconds{credential=\"api\"}"));
+    assert_no_secret(cordon, &all);
 }
 
 #[test]
@@ -831,7 +828,7 @@ fn credentials_never_travel_in_plain_http() {
     let (status, _) = fetch(&format!("http://open.test:{port}/x"), "X-A: 1");
     assert_eq!(status, 200);
     assert_eq!(origin.count(), 1);
-    assert_no_secret(&cordon, &[&secret]);
+    assert_no_secret(cordon, &[&secret]);
 }
 
 #[test]
@@ -854,17 +851,7 @@ fn websocket_upgrades_pass_after_the_decision() {
         let open = |path: &'static str| {
             let ca = ca.clone();
             async move {
-                let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-                stream
-                    .write_all(format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n").as_bytes())
-                    .await
-                    .unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    stream.read_exact(&mut byte).await.unwrap();
-                    head.push(byte[0]);
-                }
+                let stream = open_tunnel(proxy, "origin.test", port).await;
                 let mut tls = tls_connect(stream, "origin.test", tls_client_config(&ca)).await.unwrap();
                 tls.write_all(
                     format!(
@@ -874,12 +861,7 @@ fn websocket_upgrades_pass_after_the_decision() {
                 )
                 .await
                 .unwrap();
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    tls.read_exact(&mut byte).await.unwrap();
-                    head.push(byte[0]);
-                }
-                (String::from_utf8_lossy(&head).to_string(), tls)
+                (read_head(&mut tls).await, tls)
             }
         };
         let (head, mut tls) = open("/ws").await;

@@ -223,29 +223,7 @@ fn connect_tunnels_carry_tls_end_to_end() {
     let proxy = cordon.proxy_addr();
     let config = ca.client_config();
     let outcome = runtime.block_on(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-        stream
-            .write_all(
-                format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut head = vec![0u8; 19];
-        stream.read_exact(&mut head).await.unwrap();
-        assert!(
-            head.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let mut rest = [0u8; 1];
-        // Skip the rest of the 200 head.
-        let mut tail = Vec::new();
-        while !tail.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut rest).await.unwrap();
-            tail.push(rest[0]);
-        }
+        let stream = open_tunnel(proxy, "origin.test", port).await;
         tls_connect(stream, "other.test", config).await.map(|_| ())
     });
     let err = outcome.expect_err("a ClientHello for another name is refused");
@@ -812,22 +790,7 @@ fn a_tunnel_open_past_the_drain_limit_is_closed_and_recorded() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // An idle TLS session through a tunnel, held open across SIGTERM.
     let _tls = runtime.block_on(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-        stream
-            .write_all(
-                format!("CONNECT origin.test:{port} HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 200"));
+        let stream = open_tunnel(proxy, "origin.test", port).await;
         tls_connect(stream, "origin.test", client)
             .await
             .expect("TLS through the tunnel")

@@ -75,18 +75,10 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
     }
 
     // 2. Path normalisation; the normalised path is what is matched and what is sent.
-    let raw_path = req.uri().path();
-    let path = match normalize_path(raw_path) {
+    let path = match checked_path(&mut ex, req.uri().path()) {
         Ok(path) => path,
-        Err(err) => {
-            ex.record.path = Some(printable(raw_path));
-            if let Some(response) = ex.refuse(DenyReason::AmbiguousPath, err.to_string()) {
-                return response;
-            }
-            raw_path.to_owned()
-        }
+        Err(response) => return response,
     };
-    ex.record.path = Some(path.clone());
 
     // 3. Deny boundary, then standing egress rules.
     let target = Target {
@@ -240,19 +232,48 @@ pub async fn authorize(
     ex: &mut Exchange,
     target: &Target<'_>,
 ) -> Result<(Vec<IpAddr>, Option<usize>), Response<ProxyBody>> {
-    let (rule, allow_ips) = match ex.state().policy.decide(target) {
-        Decision::Allow { rule } => (
-            Some(rule),
-            ex.state().policy.egress()[rule].allow_ips.clone(),
-        ),
-        Decision::Deny { reason, hint } => {
-            if let Some(response) = ex.refuse(reason, hint) {
-                return Err(response);
-            }
-            (None, Vec::new())
-        }
-    };
+    let rule = decide(ex, target)?;
+    let allow_ips = rule
+        .map(|rule| ex.state().policy.egress()[rule].allow_ips.clone())
+        .unwrap_or_default();
     Ok((checked_addresses(ex, target.host, &allow_ips).await?, rule))
+}
+
+/// SPEC §4 step 2: the normalised path, recorded; `Err` is the refusal to send.
+// The refusal is the response itself, as in `authorize`; boxing it would only move the
+// allocation onto the deny path's caller.
+#[allow(clippy::result_large_err)]
+pub(crate) fn checked_path(ex: &mut Exchange, raw: &str) -> Result<String, Response<ProxyBody>> {
+    match normalize_path(raw) {
+        Ok(path) => {
+            ex.record.path = Some(path.clone());
+            Ok(path)
+        }
+        Err(err) => {
+            ex.record.path = Some(printable(raw));
+            match ex.refuse(DenyReason::AmbiguousPath, err.to_string()) {
+                Some(response) => Err(response),
+                // Observe mode: the path goes on as the agent wrote it.
+                None => Ok(raw.to_owned()),
+            }
+        }
+    }
+}
+
+/// SPEC §4 step 3: the allowing egress entry, `None` when observe mode lets a refusal
+/// through; `Err` is the refusal to send.
+#[allow(clippy::result_large_err)]
+pub(crate) fn decide(
+    ex: &mut Exchange,
+    target: &Target<'_>,
+) -> Result<Option<usize>, Response<ProxyBody>> {
+    match ex.state().policy.decide(target) {
+        Decision::Allow { rule } => Ok(Some(rule)),
+        Decision::Deny { reason, hint } => match ex.refuse(reason, hint) {
+            Some(response) => Err(response),
+            None => Ok(None),
+        },
+    }
 }
 
 /// Resolves and classifies; `Err` is the response to send (enforce) or a hard failure.

@@ -4,9 +4,11 @@
 //! address checked when the tunnel opened.
 
 use super::exchange::{Counted, Exchange, Metered, Outbound, ProxyBody};
-use super::handler::{parse_authority, printable, strip_hop_by_hop, strip_request_headers};
+use super::handler::{
+    checked_path, decide, parse_authority, strip_hop_by_hop, strip_request_headers,
+};
 use super::State;
-use crate::policy::{normalize_path, Decision, DenyReason, Target};
+use crate::policy::{DenyReason, Target};
 use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Either;
@@ -203,18 +205,10 @@ async fn forward(
     }
 
     // 2. Path normalisation.
-    let raw_path = req.uri().path();
-    let path = match normalize_path(raw_path) {
+    let path = match checked_path(&mut ex, req.uri().path()) {
         Ok(path) => path,
-        Err(err) => {
-            ex.record.path = Some(printable(raw_path));
-            if let Some(response) = ex.refuse(DenyReason::AmbiguousPath, err.to_string()) {
-                return response;
-            }
-            raw_path.to_owned()
-        }
+        Err(response) => return response,
     };
-    ex.record.path = Some(path.clone());
 
     // 3. Deny boundary, then egress rules, for this request.
     let target = Target {
@@ -224,14 +218,9 @@ async fn forward(
         path: Some(&path),
     };
     let state = tunnel.state.clone();
-    let credential = match state.policy.decide(&target) {
-        Decision::Allow { rule } => state.policy.egress()[rule].credential.clone(),
-        Decision::Deny { reason, hint } => {
-            if let Some(response) = ex.refuse(reason, hint) {
-                return response;
-            }
-            None
-        }
+    let credential = match decide(&mut ex, &target) {
+        Ok(rule) => rule.and_then(|rule| state.policy.egress()[rule].credential.clone()),
+        Err(response) => return response,
     };
 
     // 6. Credentials, then what must not leave.

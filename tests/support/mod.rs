@@ -249,6 +249,39 @@ pub fn tls_client_config(pem: &str) -> Arc<rustls::ClientConfig> {
     client_config_with_roots(roots)
 }
 
+/// Opens a CONNECT tunnel to `host:port` through the proxy and reads its `200` head.
+pub async fn open_tunnel(proxy: SocketAddr, host: &str, port: u16) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .unwrap_or_else(|e| panic!("connect to proxy {proxy}: {e}"));
+    stream
+        .write_all(
+            format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("send CONNECT");
+    let head = read_head(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "CONNECT {host}:{port}: {head}"
+    );
+    stream
+}
+
+/// Reads one HTTP/1.x response head, byte by byte so nothing after it is consumed.
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream
+            .read_exact(&mut byte)
+            .await
+            .expect("read response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// TLS-connects over an existing stream (a direct socket, or a CONNECT tunnel).
 pub async fn tls_connect<S>(
     stream: S,
