@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod dns;
 pub mod metrics;
 pub mod net;
 pub mod policy;

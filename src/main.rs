@@ -25,6 +25,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: cordon::cli::LogFormat,
     },
+    /// Run the filtering DNS resolver (listen.dns) until SIGTERM or SIGINT.
+    #[command(
+        after_help = "Example:\n  cordon dns --config examples/cordon.yaml\n  dig @127.0.0.1 -p 15053 api.example.com"
+    )]
+    Dns {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log line format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: cordon::cli::LogFormat,
+    },
     /// Validate a config and print the effective policy (exit 0, or 2 with the problem).
     #[command(after_help = "Example:\n  cordon check --config examples/cordon.yaml")]
     Check {
@@ -71,6 +82,9 @@ fn main() {
     };
     let code = match cli.command {
         Command::Serve { config, log_format } => cordon::cli::serve::run(&config, log_format),
+        Command::Dns { config, log_format } => {
+            cordon::cli::serve::run_role(&config, log_format, cordon::cli::serve::Role::Dns)
+        }
         Command::Check { config } => cordon::cli::check::run(&config),
         Command::Ca {
             command: CaCommand::Init(location),

@@ -1,7 +1,8 @@
 //! Prometheus metrics served on the admin listener (SPEC §10 names).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry,
 };
 
 /// Every metric cordon exports, registered in one registry.
@@ -18,6 +19,10 @@ pub struct Metrics {
     pub credential_expiry: GaugeVec,
     /// `cordon_credential_rotations_total{credential,reason}`.
     pub credential_rotations: IntCounterVec,
+    /// `cordon_dns_queries_total{decision}`.
+    pub dns_queries: IntCounterVec,
+    /// `cordon_dns_upstream_seconds`: how long upstream answers took.
+    pub dns_upstream: Histogram,
 }
 
 impl Metrics {
@@ -65,12 +70,29 @@ impl Metrics {
             &["credential", "reason"],
         )
         .expect("static metric definition");
+        let dns_queries = IntCounterVec::new(
+            Opts::new("cordon_dns_queries_total", "Resolver decisions by outcome."),
+            &["decision"],
+        )
+        .expect("static metric definition");
+        let dns_upstream = Histogram::with_opts(
+            HistogramOpts::new(
+                "cordon_dns_upstream_seconds",
+                "Time the upstream DNS servers took.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+            ]),
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(audit_records.clone()),
             Box::new(credential_expiry.clone()),
             Box::new(credential_rotations.clone()),
+            Box::new(dns_queries.clone()),
+            Box::new(dns_upstream.clone()),
         ] {
             registry
                 .register(collector)
@@ -83,6 +105,8 @@ impl Metrics {
             audit_records,
             credential_expiry,
             credential_rotations,
+            dns_queries,
+            dns_upstream,
         }
     }
 

@@ -6,8 +6,10 @@
 pub mod chain;
 pub mod record;
 pub mod sink;
+pub mod stamp;
 pub mod verify;
 
 pub use record::{CredentialUse, Record};
 pub use sink::{AuditError, AuditHandle, AuditWriter, Fsync};
+pub use stamp::Stamp;
 pub use verify::{verify_file, VerifyError, VerifyOk};

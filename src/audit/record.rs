@@ -47,6 +47,18 @@ pub struct Record {
     pub duration_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialUse>,
+    /// DNS: the query type (`A`, `AAAA`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// DNS: records in the answer given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u32>,
+    /// DNS: milliseconds the upstream took (absent for answers from the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<f64>,
+    /// DNS: how many identical decisions this record stands for (aggregated per second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
     /// Free-text detail for operators (never a secret).

@@ -1,47 +1,81 @@
 //! `cordon serve --config F`: load, bind, serve until SIGTERM/SIGINT, drain, flush.
 
-use crate::audit::{AuditWriter, Record};
+use crate::audit::{AuditWriter, Record, Stamp};
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::credentials::Credentials;
+use crate::dns::{DnsService, Forwarder};
 use crate::metrics::Metrics;
 use crate::net::Resolver;
 use crate::policy::TlsMode;
 use crate::proxy::{self, State, StateParts};
 use crate::tls::LocalCa;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 /// How long shutdown waits for in-flight requests and tunnels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Runs the listeners until SIGTERM/SIGINT; returns the exit code.
+/// Which listeners a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `cordon serve`: the proxy, plus the admin and DNS listeners when configured.
+    Serve,
+    /// `cordon dns`: the DNS listener (required), plus the admin listener when configured.
+    Dns,
+}
+
+impl Role {
+    fn command(self) -> &'static str {
+        match self {
+            Role::Serve => "cordon serve",
+            Role::Dns => "cordon dns",
+        }
+    }
+}
+
+/// Runs the proxy (and the other configured listeners) until SIGTERM/SIGINT.
 pub fn run(config_path: &Path, log_format: LogFormat) -> i32 {
+    run_role(config_path, log_format, Role::Serve)
+}
+
+/// Runs the listeners of `role` until SIGTERM/SIGINT; returns the exit code.
+pub fn run_role(config_path: &Path, log_format: LogFormat, role: Role) -> i32 {
     crate::cli::init_logging(log_format);
+    let cmd = role.command();
     let config = match config::load(config_path) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("cordon serve: {err}");
+            eprintln!("{cmd}: {err}");
             return 2;
         }
     };
+    if role == Role::Dns && config.listen.dns.is_none() {
+        eprintln!(
+            "{cmd}: {}: listen.dns: is required for cordon dns",
+            config.source.display()
+        );
+        return 2;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("cordon serve: cannot start the runtime: {err}");
+            eprintln!("{cmd}: cannot start the runtime: {err}");
             return 2;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, role))
 }
 
-async fn serve(config: Config) -> i32 {
+async fn serve(config: Config, role: Role) -> i32 {
+    let cmd = role.command();
     let metrics = Metrics::new();
     let (audit, writer) = match AuditWriter::open(
         &config.audit.path,
@@ -50,32 +84,57 @@ async fn serve(config: Config) -> i32 {
     ) {
         Ok(pair) => pair,
         Err(err) => {
-            eprintln!("cordon serve: audit.path: {err}");
+            eprintln!("{cmd}: audit.path: {err}");
             return 2;
         }
     };
-    let resolver = match Resolver::new(&config.dns.upstream) {
-        Ok(resolver) => resolver,
-        Err(err) => {
-            eprintln!("cordon serve: dns: {err}");
-            return 2;
-        }
+    // One forwarder and cache for the proxy and the DNS listener: both see the same answers.
+    let forwarder = (!config.dns.upstream.is_empty()).then(|| {
+        Arc::new(Forwarder::new(
+            config.dns.upstream.clone(),
+            config.dns.min_ttl,
+            config.dns.max_ttl,
+        ))
+    });
+    let resolver = match &forwarder {
+        Some(forwarder) => Resolver::forwarding(forwarder.clone()),
+        None => match Resolver::system() {
+            Ok(resolver) => resolver,
+            Err(err) => {
+                eprintln!("{cmd}: dns: {err}");
+                return 2;
+            }
+        },
     };
-    let proxy_listener = match TcpListener::bind(config.listen.proxy).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!(
-                "cordon serve: listen.proxy: cannot bind {}: {err}",
-                config.listen.proxy
-            );
-            return 2;
+    let proxy_listener = if role == Role::Serve {
+        match TcpListener::bind(config.listen.proxy).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                eprintln!(
+                    "{cmd}: listen.proxy: cannot bind {}: {err}",
+                    config.listen.proxy
+                );
+                return 2;
+            }
         }
+    } else {
+        None
+    };
+    let dns_sockets = match config.listen.dns {
+        Some(addr) => match bind_dns(addr).await {
+            Ok(sockets) => Some(sockets),
+            Err(err) => {
+                eprintln!("{cmd}: listen.dns: cannot bind {addr}: {err}");
+                return 2;
+            }
+        },
+        None => None,
     };
     let admin_listener = match config.listen.admin {
         Some(addr) => match TcpListener::bind(addr).await {
             Ok(listener) => Some(listener),
             Err(err) => {
-                eprintln!("cordon serve: listen.admin: cannot bind {addr}: {err}");
+                eprintln!("{cmd}: listen.admin: cannot bind {addr}: {err}");
                 return 2;
             }
         },
@@ -91,7 +150,7 @@ async fn serve(config: Config) -> i32 {
         match LocalCa::load_or_create(&config.tls.ca_dir) {
             Ok(ca) => Some(Arc::new(ca)),
             Err(err) => {
-                eprintln!("cordon serve: tls.ca_dir: {err}");
+                eprintln!("{cmd}: tls.ca_dir: {err}");
                 return 2;
             }
         }
@@ -101,14 +160,20 @@ async fn serve(config: Config) -> i32 {
     let upstream_tls = match crate::tls::upstream_client_config(&config.tls.extra_roots) {
         Ok(tls) => tls,
         Err(err) => {
-            eprintln!("cordon serve: tls.extra_roots: {err}");
+            eprintln!("{cmd}: tls.extra_roots: {err}");
             return 2;
         }
     };
     let credentials = Arc::new(
         Credentials::start_with_roots(&config.credentials, &config.tls.extra_roots, &metrics).await,
     );
+    let stamp = Arc::new(Stamp::new(
+        &config.agent.name,
+        config.agent.instance.as_deref(),
+        &config.policy_hash,
+    ));
     let parts = StateParts {
+        stamp,
         resolver,
         audit: audit.clone(),
         metrics,
@@ -117,10 +182,44 @@ async fn serve(config: Config) -> i32 {
         credentials,
     };
     let state = Arc::new(State::new(&config, parts));
-    audit.record(lifecycle(&state, "serve started"));
+    audit.record(lifecycle(&state, &format!("{cmd} started")));
     let (stop, stopped) = watch::channel(false);
-    announce("proxy", &proxy_listener);
-    let proxy_task = tokio::spawn(proxy::serve(proxy_listener, state.clone(), stopped.clone()));
+    let mut tasks = Vec::new();
+    if let Some(listener) = proxy_listener {
+        announce("proxy", &listener);
+        tasks.push(tokio::spawn(proxy::serve(
+            listener,
+            state.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let (Some((udp, tcp)), Some(forwarder)) = (dns_sockets, forwarder) {
+        let service = Arc::new(DnsService::new(
+            config.policy.clone(),
+            &config.dns,
+            forwarder,
+            audit.clone(),
+            state.stamp.clone(),
+            state.metrics.clone(),
+        ));
+        if let Ok(addr) = udp.local_addr() {
+            tracing::info!("listening listener=dns addr={addr}");
+        }
+        tasks.push(tokio::spawn(crate::dns::server::serve_udp(
+            udp,
+            service.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::dns::server::serve_tcp(
+            tcp,
+            service.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::dns::server::flush_records(
+            service,
+            stopped.clone(),
+        )));
+    }
     let admin_task = admin_listener.map(|listener| {
         announce("admin", &listener);
         tokio::spawn(proxy::admin::serve(
@@ -134,7 +233,9 @@ async fn serve(config: Config) -> i32 {
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop.send(true);
-    let _ = proxy_task.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     if let Some(task) = admin_task {
         let _ = task.await;
     }
@@ -144,7 +245,7 @@ async fn serve(config: Config) -> i32 {
         state.drain.abort();
         state.drain.wait(Duration::from_secs(2)).await;
     }
-    audit.record(lifecycle(&state, "serve stopped"));
+    audit.record(lifecycle(&state, &format!("{cmd} stopped")));
     // Tasks still running past the drain limit hold clones of the handle; the writer stops
     // after the records queued so far.
     let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
@@ -157,6 +258,13 @@ fn lifecycle(state: &State, what: &str) -> Record {
         detail: Some(what.to_owned()),
         ..state.record("config", "allow")
     }
+}
+
+/// Binds UDP and TCP on one address; with port 0, TCP takes the port UDP was given.
+async fn bind_dns(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(addr).await?;
+    let tcp = TcpListener::bind(udp.local_addr()?).await?;
+    Ok((udp, tcp))
 }
 
 fn announce(name: &str, listener: &TcpListener) {

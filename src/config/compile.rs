@@ -147,6 +147,14 @@ pub(super) fn compile(
         });
     }
 
+    if listen.dns.is_some() && dns.upstream.is_empty() {
+        // Forwarding to the system resolver could mean forwarding to cordon itself.
+        return Err(fail(
+            "listen.dns",
+            "the DNS listener needs dns.upstream (the servers it forwards allowed names to)"
+                .to_owned(),
+        ));
+    }
     Ok(Config {
         source: file.to_path_buf(),
         agent,
@@ -212,10 +220,11 @@ fn socket_addr(key: &str, raw: &str) -> Result<SocketAddr, Problem> {
 }
 
 fn check_listen(raw: Option<super::raw::RawListen>) -> Result<Listen, Problem> {
-    let (proxy, admin) = match raw {
-        Some(l) => (l.proxy, l.admin),
-        None => (None, None),
+    let (proxy, admin, dns) = match raw {
+        Some(l) => (l.proxy, l.admin, l.dns),
+        None => (None, None, None),
     };
+    let dns = dns.map(|d| socket_addr("listen.dns", &d)).transpose()?;
     let proxy = match proxy {
         Some(p) => socket_addr("listen.proxy", &p)?,
         None => DEFAULT_PROXY,
@@ -237,11 +246,25 @@ fn check_listen(raw: Option<super::raw::RawListen>) -> Result<Listen, Problem> {
             ));
         }
     }
-    Ok(Listen { proxy, admin })
+    Ok(Listen { proxy, admin, dns })
 }
 
+/// Record types the resolver may answer beyond A, AAAA and CNAME, when configured.
+const OPTIONAL_DNS_TYPES: &[&str] = &["TXT", "HTTPS", "SVCB"];
+
 fn check_dns(raw: Option<super::raw::RawDns>) -> Result<Dns, Problem> {
-    let upstream = raw.and_then(|d| d.upstream).unwrap_or_default();
+    let (upstream, block, allow, types, min_ttl, max_ttl) = match raw {
+        Some(d) => (
+            d.upstream,
+            d.block_private_answers,
+            d.allow,
+            d.allow_types,
+            d.min_ttl,
+            d.max_ttl,
+        ),
+        None => (None, None, None, None, None, None),
+    };
+    let upstream = upstream.unwrap_or_default();
     let mut out: Vec<SocketAddr> = Vec::with_capacity(upstream.len());
     for (i, s) in upstream.iter().enumerate() {
         let key = format!("dns.upstream[{i}]");
@@ -271,7 +294,49 @@ fn check_dns(raw: Option<super::raw::RawDns>) -> Result<Dns, Problem> {
         }
         out.push(addr);
     }
-    Ok(Dns { upstream: out })
+    let mut patterns = Vec::new();
+    for (i, name) in allow.unwrap_or_default().iter().enumerate() {
+        let pattern = crate::policy::HostPattern::parse(name).map_err(|e| {
+            problem(
+                format!("dns.allow[{i}]"),
+                format!("invalid name {name:?}: {e}"),
+            )
+        })?;
+        patterns.push(pattern);
+    }
+    let mut allow_types = Vec::new();
+    for (i, t) in types.unwrap_or_default().iter().enumerate() {
+        let upper = t.to_ascii_uppercase();
+        if !OPTIONAL_DNS_TYPES.contains(&upper.as_str()) {
+            return Err(problem(
+                format!("dns.allow_types[{i}]"),
+                format!("{t:?} cannot be allowed (choose from {}; A, AAAA and CNAME always are, ANY never)", OPTIONAL_DNS_TYPES.join(", ")),
+            ));
+        }
+        allow_types.push(upper);
+    }
+    let min_ttl = min_ttl
+        .map(|d| duration("dns.min_ttl", &d))
+        .transpose()?
+        .unwrap_or(std::time::Duration::ZERO);
+    let max_ttl = max_ttl
+        .map(|d| duration("dns.max_ttl", &d))
+        .transpose()?
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    if min_ttl > max_ttl {
+        return Err(problem(
+            "dns.min_ttl",
+            "must not be larger than dns.max_ttl",
+        ));
+    }
+    Ok(Dns {
+        upstream: out,
+        block_private_answers: block.unwrap_or(true),
+        allow: patterns,
+        allow_types,
+        min_ttl,
+        max_ttl,
+    })
 }
 
 fn check_audit(raw: super::raw::RawAudit) -> Result<Audit, Problem> {

@@ -30,11 +30,36 @@ pub fn describe(config: &Config) -> String {
         Some(admin) => writeln!(w, "  admin: {admin}"),
         None => writeln!(w, "  admin: off"),
     };
+    let _ = match config.listen.dns {
+        Some(dns) => writeln!(w, "  dns: {dns} (udp and tcp)"),
+        None => writeln!(w, "  dns: off"),
+    };
     let _ = if config.dns.upstream.is_empty() {
         writeln!(w, "dns upstream: system resolver")
     } else {
         writeln!(w, "dns upstream: {}", join(config.dns.upstream.iter()))
     };
+    if config.listen.dns.is_some() {
+        let dns = &config.dns;
+        let allow: Vec<String> = dns.allow.iter().map(host).collect();
+        let _ = writeln!(
+            w,
+            "dns: block_private_answers {}; extra names: {}; extra types: {}; cache ttl {}..{}",
+            dns.block_private_answers,
+            if allow.is_empty() {
+                "none".to_owned()
+            } else {
+                allow.join(", ")
+            },
+            if dns.allow_types.is_empty() {
+                "none".to_owned()
+            } else {
+                dns.allow_types.join(", ")
+            },
+            humantime::format_duration(dns.min_ttl),
+            humantime::format_duration(dns.max_ttl),
+        );
+    }
 
     let egress = config.policy.egress();
     if egress.is_empty() {

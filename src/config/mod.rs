@@ -44,13 +44,26 @@ pub struct Listen {
     pub proxy: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz`; never on the proxy's address.
     pub admin: Option<SocketAddr>,
+    /// The filtering DNS resolver (UDP and TCP on the same address).
+    pub dns: Option<SocketAddr>,
 }
 
 /// Upstream DNS for cordon's own resolver; empty means the system's resolv.conf and hosts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Dns {
     /// Upstream servers, in the order given.
     pub upstream: Vec<SocketAddr>,
+    /// Drop special-purpose addresses (private, loopback, metadata …) from answers unless an
+    /// egress entry for the name lists them in `allow_ips`.
+    pub block_private_answers: bool,
+    /// Names resolved although no egress entry names them.
+    pub allow: Vec<crate::policy::HostPattern>,
+    /// Record types answered besides A, AAAA and CNAME (`TXT`, `HTTPS`, `SVCB`).
+    pub allow_types: Vec<String>,
+    /// Answers are cached at least this long (0: TTL-0 answers are not cached).
+    pub min_ttl: std::time::Duration,
+    /// Answers are cached at most this long.
+    pub max_ttl: std::time::Duration,
 }
 
 /// Where and how the audit trail is written.

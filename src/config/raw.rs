@@ -124,6 +124,7 @@ pub(super) enum RawMode {
 pub(super) struct RawListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    pub dns: Option<String>,
 }
 
 /// `dns:`.
@@ -131,6 +132,11 @@ pub(super) struct RawListen {
 #[serde(deny_unknown_fields, expecting = "a mapping with `upstream`")]
 pub(super) struct RawDns {
     pub upstream: Option<Vec<String>>,
+    pub block_private_answers: Option<bool>,
+    pub allow: Option<Vec<String>>,
+    pub allow_types: Option<Vec<String>>,
+    pub min_ttl: Option<String>,
+    pub max_ttl: Option<String>,
 }
 
 /// One `egress:` entry.
@@ -228,8 +234,8 @@ impl<'de> Deserialize<'de> for RawPort {
 /// mapping they live in. They are named specifically so an operator with a newer config
 /// learns the feature is missing rather than that they misspelled something.
 const UNSUPPORTED_TOP: &[&str] = &["limits", "scanning", "anomaly", "approvers", "grants"];
-const UNSUPPORTED_LISTEN: &[&str] = &["dns", "control", "transparent"];
-const UNSUPPORTED_DNS: &[&str] = &["block_private_answers"];
+const UNSUPPORTED_LISTEN: &[&str] = &["control", "transparent"];
+const UNSUPPORTED_DNS: &[&str] = &[];
 const UNSUPPORTED_EGRESS: &[&str] = &["capture"];
 const UNSUPPORTED_SOURCE: &[&str] = &["aws_sts", "vault"];
 

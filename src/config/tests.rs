@@ -103,19 +103,9 @@ fn not_yet_supported_keys_are_named() {
         ("approvers: {}\n", "approvers", "`approvers`"),
         ("limits: {}\n", "limits", "`limits`"),
         (
-            "listen: {dns: 127.0.0.1:53}\n",
-            "listen.dns",
-            "`listen.dns`",
-        ),
-        (
             "listen: {control: x}\n",
             "listen.control",
             "`listen.control`",
-        ),
-        (
-            "dns: {block_private_answers: true}\n",
-            "dns.block_private_answers",
-            "`dns.block_private_answers`",
         ),
         (
             "credentials: {a: {source: {aws_sts: {role: x}}}}\n",
@@ -876,4 +866,18 @@ egress:
         let cfg = load(&path).unwrap();
         assert!(!cfg.policy.egress().is_empty());
     }
+}
+
+#[test]
+fn the_dns_listener_needs_an_upstream_and_valid_settings() {
+    let e = error(&with("listen: {dns: \"127.0.0.1:0\"}\n"));
+    assert_contains(&e, &["listen.dns", "dns.upstream"]);
+    let e = error(&with("dns: {upstream: [127.0.0.1], allow_types: [AXFR]}\n"));
+    assert_contains(&e, &["dns.allow_types[0]", "\"AXFR\" cannot be allowed"]);
+    let e = error(&with(
+        "dns: {upstream: [127.0.0.1], min_ttl: 2h, max_ttl: 1h}\n",
+    ));
+    assert_contains(&e, &["dns.min_ttl", "must not be larger"]);
+    let e = error(&with("dns: {upstream: [127.0.0.1], allow: [\"*\"]}\n"));
+    assert_contains(&e, &["dns.allow[0]"]);
 }

@@ -1,13 +1,8 @@
 //! cordon resolves every destination itself, so the address it checks is the one it dials.
 
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
-    ResolverOpts,
-};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverOpts};
 use hickory_resolver::TokioResolver;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Why a name gave no address.
@@ -15,47 +10,36 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct ResolveFailure(pub String);
 
-/// A caching stub resolver over `dns.upstream`, or over the system's configuration.
+/// Where cordon resolves destinations: through its own forwarder and cache (the same one
+/// its DNS listener answers the agent from), or through the system's configuration.
 #[derive(Clone)]
-pub struct Resolver {
-    inner: TokioResolver,
+pub enum Resolver {
+    /// `dns.upstream` is set: cordon's forwarder, shared with the DNS listener.
+    Forwarding(std::sync::Arc<crate::dns::Forwarder>),
+    /// resolv.conf and the hosts file, through a caching stub resolver.
+    System(Box<TokioResolver>),
 }
 
 impl Resolver {
-    /// Builds a resolver; with an empty `upstream` it reads resolv.conf and the hosts file.
-    pub fn new(upstream: &[SocketAddr]) -> Result<Resolver, ResolveFailure> {
+    /// Resolves through `forwarder`, which the DNS listener shares.
+    pub fn forwarding(forwarder: std::sync::Arc<crate::dns::Forwarder>) -> Resolver {
+        Resolver::Forwarding(forwarder)
+    }
+
+    /// The system's resolver: resolv.conf and the hosts file.
+    pub fn system() -> Result<Resolver, ResolveFailure> {
         let mut opts = ResolverOpts::default();
         // Both families are looked up so every address the name has is classified.
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.timeout = Duration::from_secs(3);
         opts.attempts = 2;
-        let builder = if upstream.is_empty() {
-            let mut builder = TokioResolver::builder_tokio()
-                .map_err(|e| ResolveFailure(format!("system resolver configuration: {e}")))?;
-            opts.use_hosts_file = ResolveHosts::Always;
-            // Search domains would let an agent reach `db` as `db.corp.internal`.
-            opts.ndots = 0;
-            *builder.options_mut() = opts;
-            builder
-        } else {
-            let servers: Vec<NameServerConfig> = upstream
-                .iter()
-                .flat_map(|addr| {
-                    [
-                        NameServerConfig::new(*addr, Protocol::Udp),
-                        NameServerConfig::new(*addr, Protocol::Tcp),
-                    ]
-                })
-                .collect();
-            opts.use_hosts_file = ResolveHosts::Never;
-            let config =
-                ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::from(servers));
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-                .with_options(opts)
-        };
-        Ok(Resolver {
-            inner: builder.build(),
-        })
+        opts.use_hosts_file = ResolveHosts::Always;
+        // Search domains would let an agent reach `db` as `db.corp.internal`.
+        opts.ndots = 0;
+        let mut builder = TokioResolver::builder_tokio()
+            .map_err(|e| ResolveFailure(format!("system resolver configuration: {e}")))?;
+        *builder.options_mut() = opts;
+        Ok(Resolver::System(Box::new(builder.build())))
     }
 
     /// Every address of `host` (a canonical host); an IP literal is returned as is.
@@ -63,9 +47,18 @@ impl Resolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
+        let inner = match self {
+            Resolver::Forwarding(forwarder) => {
+                return forwarder
+                    .resolve_ips(host)
+                    .await
+                    .map_err(|e| ResolveFailure(e.to_string()));
+            }
+            Resolver::System(inner) => inner,
+        };
         // A trailing dot makes the name absolute: no search list is ever appended.
         let fqdn = format!("{host}.");
-        match self.inner.lookup_ip(fqdn.as_str()).await {
+        match inner.lookup_ip(fqdn.as_str()).await {
             Ok(lookup) => {
                 let addrs: Vec<IpAddr> = lookup.iter().collect();
                 if addrs.is_empty() {

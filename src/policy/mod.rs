@@ -240,6 +240,17 @@ pub enum TunnelDecision {
     Deny { reason: DenyReason, hint: String },
 }
 
+/// What the resolver may do with a name, from [`Policy::decide_name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameDecision {
+    /// Some egress entry names it; these special addresses may be in its answers.
+    Allowed { allow_ips: Vec<IpNet> },
+    /// A host-wide deny entry covers it.
+    Boundary,
+    /// No entry names it.
+    NotListed,
+}
+
 /// The compiled standing policy: deny boundary plus egress allowlist.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -364,6 +375,38 @@ impl Policy {
                 Decision::Allow { rule } => TunnelDecision::Passthrough { rule },
                 Decision::Deny { reason, hint } => TunnelDecision::Deny { reason, hint },
             },
+        }
+    }
+
+    /// Whether the resolver may answer for `host`: a host-wide `deny` entry refuses it,
+    /// any egress entry naming it (whatever its ports or rules) allows it, with the union of
+    /// those entries' `allow_ips`.
+    pub fn decide_name(&self, host: &str) -> NameDecision {
+        let mut allowed = false;
+        let mut allow_ips = Vec::new();
+        for bucket in self.index.buckets(host) {
+            let boundary = bucket.deny.iter().any(|&i| {
+                let entry = &self.deny[i];
+                entry.ports.is_none()
+                    && entry.methods.is_none()
+                    && entry.paths.is_none()
+                    && entry.host.matches(host)
+            });
+            if boundary {
+                return NameDecision::Boundary;
+            }
+            for &i in &bucket.egress {
+                let entry = &self.egress[i];
+                if entry.host.matches(host) {
+                    allowed = true;
+                    allow_ips.extend(entry.allow_ips.iter().copied());
+                }
+            }
+        }
+        if allowed {
+            NameDecision::Allowed { allow_ips }
+        } else {
+            NameDecision::NotListed
         }
     }
 

@@ -9,7 +9,7 @@ pub mod handler;
 pub mod inject;
 pub mod intercept;
 
-use crate::audit::{AuditHandle, Record};
+use crate::audit::{AuditHandle, Record, Stamp};
 use crate::config::{Agent, Config, Mode};
 use crate::credentials::Credentials;
 use crate::metrics::Metrics;
@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -52,14 +52,15 @@ pub struct State {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Every configured credential.
     pub credentials: Arc<Credentials>,
-    id_prefix: u32,
-    id_counter: AtomicU64,
+    /// Names the agent and policy on every record.
+    pub stamp: Arc<Stamp>,
 }
 
 impl State {
     /// Builds the proxy state from a validated config.
     pub fn new(config: &Config, parts: StateParts) -> State {
         let StateParts {
+            stamp,
             resolver,
             audit,
             metrics,
@@ -75,16 +76,6 @@ impl State {
             .pool_timer(TokioTimer::new())
             .http1_preserve_header_case(true)
             .build(connector);
-        let mut seed = [0u8; 4];
-        // Decision ids only need to be unique per process; a clock fallback is fine.
-        if getrandom::fill(&mut seed).is_err() {
-            seed = (std::process::id()
-                ^ std::time::SystemTime::UNIX_EPOCH
-                    .elapsed()
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0))
-            .to_le_bytes();
-        }
         State {
             agent: config.agent.clone(),
             mode: config.mode,
@@ -98,33 +89,19 @@ impl State {
             ca,
             upstream_tls,
             credentials,
-            id_prefix: u32::from_le_bytes(seed),
-            id_counter: AtomicU64::new(0),
+            stamp,
         }
     }
 
     /// A record stamped with who decided (agent, instance, policy) and a fresh decision id.
     pub fn record(&self, kind: &'static str, decision: &'static str) -> Record {
-        Record {
-            kind,
-            decision,
-            decision_id: Some(self.next_decision_id()),
-            agent: Some(self.agent.name.clone()),
-            instance: self.agent.instance.clone(),
-            policy_hash: Some(self.policy_hash.clone()),
-            ..Record::default()
-        }
-    }
-
-    /// A new decision id, unique within this process and unlikely to repeat across restarts.
-    pub fn next_decision_id(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!("d-{:08x}{:010x}", self.id_prefix, n)
+        self.stamp.record(kind, decision)
     }
 }
 
 /// What `State::new` needs besides the config: everything that was opened or fetched.
 pub struct StateParts {
+    pub stamp: Arc<Stamp>,
     pub resolver: Resolver,
     pub audit: AuditHandle,
     pub metrics: Metrics,

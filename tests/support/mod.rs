@@ -651,6 +651,10 @@ fn dns_key(name: &str) -> String {
 #[derive(Default)]
 struct DnsState {
     records: Vec<(String, IpAddr)>,
+    /// name → target, answered as CNAME records followed by the target's addresses.
+    cnames: Vec<(String, String)>,
+    /// TTL of every answer (0 means the default, 60).
+    ttl: u32,
     total: usize,
     per_name: HashMap<String, usize>,
 }
@@ -692,6 +696,20 @@ impl DnsServer {
             .iter()
             .map(|(name, ip)| (dns_key(name), *ip))
             .collect();
+    }
+
+    /// Answers `name` with a CNAME to `target` (then `target`'s own records).
+    pub fn set_cname(&self, name: &str, target: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .cnames
+            .push((dns_key(name), dns_key(target)));
+    }
+
+    /// Sets the TTL of every answer from now on.
+    pub fn set_ttl(&self, ttl: u32) {
+        self.state.lock().unwrap().ttl = ttl;
     }
 
     /// UDP and TCP address (same port).
@@ -786,10 +804,27 @@ fn dns_reply(query: &[u8], state: &Mutex<DnsState>) -> Option<Vec<u8>> {
     };
     reply.add_query(question.clone());
 
-    let key = dns_key(&question.name().to_ascii());
+    let mut key = dns_key(&question.name().to_ascii());
     let mut state = state.lock().unwrap();
     state.total += 1;
     *state.per_name.entry(key.clone()).or_default() += 1;
+    let ttl = if state.ttl == 0 { 60 } else { state.ttl };
+    let mut owner = question.name().clone();
+    // Follow CNAMEs (a few hops at most), answering each link.
+    for _ in 0..8 {
+        let Some((_, target)) = state.cnames.iter().find(|(name, _)| *name == key).cloned() else {
+            break;
+        };
+        let target_name =
+            hickory_proto::rr::Name::from_ascii(format!("{target}.")).expect("CNAME target");
+        reply.add_answer(Record::from_rdata(
+            owner.clone(),
+            ttl,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(target_name.clone())),
+        ));
+        owner = target_name;
+        key = target;
+    }
     let addresses: Vec<IpAddr> = state
         .records
         .iter()
@@ -798,7 +833,7 @@ fn dns_reply(query: &[u8], state: &Mutex<DnsState>) -> Option<Vec<u8>> {
         .collect();
     drop(state);
 
-    if addresses.is_empty() {
+    if addresses.is_empty() && reply.answers().is_empty() {
         reply.set_response_code(ResponseCode::NXDomain);
         return reply.to_vec().ok();
     }
@@ -809,7 +844,7 @@ fn dns_reply(query: &[u8], state: &Mutex<DnsState>) -> Option<Vec<u8>> {
             // The name exists but has no record of the asked type: NOERROR, no answer.
             _ => continue,
         };
-        reply.add_answer(Record::from_rdata(question.name().clone(), 60, rdata));
+        reply.add_answer(Record::from_rdata(owner.clone(), ttl, rdata));
     }
     reply.to_vec().ok()
 }
