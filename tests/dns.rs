@@ -405,3 +405,78 @@ fn cordon_dns_exits_2_on_a_taken_port_or_a_bad_config() {
     drop(taken);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_flood_of_random_names_is_refused_without_forwarding_and_bounded_in_the_trail() {
+    let dns = DnsServer::start(&[("api.example.com", "93.184.216.34".parse().unwrap())]);
+    let (cordon, server) = start(
+        &dns,
+        "  - { host: api.example.com }",
+        "  []",
+        ", allow_types: [TXT]",
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Count the refusals that come back; the kernel may drop part of an unpaced flood.
+    let reader = socket.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let refusals = std::thread::spawn(move || {
+        let mut refused = 0u64;
+        let mut buf = [0u8; 512];
+        while let Ok(n) = reader.recv(&mut buf) {
+            if Message::from_vec(&buf[..n])
+                .is_ok_and(|m| m.response_code() == ResponseCode::Refused)
+            {
+                refused += 1;
+            }
+        }
+        refused
+    });
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..10_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let name = format!("x{seed:016x}.flood{}.test.", i % 7);
+        let _ = socket.send_to(&query_bytes(&name, RecordType::A), server);
+    }
+    let refused = refusals.join().unwrap();
+    assert!(
+        refused > 1000,
+        "the flood was answered ({refused} refusals)"
+    );
+    // Valid queries are still answered, and nothing of the flood reached the upstream.
+    let reply = ask(server, "api.example.com.", RecordType::A, false);
+    assert_eq!(reply.response_code(), ResponseCode::NoError);
+    let txt = ask(server, "api.example.com.", RecordType::TXT, false);
+    assert_eq!(
+        txt.response_code(),
+        ResponseCode::NoError,
+        "TXT is answered when dns.allow_types lists it"
+    );
+    assert_eq!(
+        dns.queries(),
+        2,
+        "only the two valid queries were forwarded"
+    );
+    let dir = cordon.dir().to_path_buf();
+    assert_eq!(cordon.stop(), 0);
+    let trail = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let dns_records: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "dns")
+        .collect();
+    let counted: u64 = dns_records.iter().filter_map(|r| r["count"].as_u64()).sum();
+    assert!(
+        counted >= refused,
+        "every refusal is accounted for ({counted} < {refused})"
+    );
+    assert!(
+        (dns_records.len() as u64) < refused,
+        "the flood was aggregated ({} records for {refused} refusals)",
+        dns_records.len()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
