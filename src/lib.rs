@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod scan;
 pub mod tls;
