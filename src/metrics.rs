@@ -19,6 +19,8 @@ pub struct Metrics {
     pub credential_expiry: GaugeVec,
     /// `cordon_credential_rotations_total{credential,reason}`.
     pub credential_rotations: IntCounterVec,
+    /// `cordon_scan_findings_total{direction,rule,action}`.
+    pub scan_findings: IntCounterVec,
     /// `cordon_dns_queries_total{decision}`.
     pub dns_queries: IntCounterVec,
     /// `cordon_dns_upstream_seconds`: how long upstream answers took.
@@ -70,6 +72,11 @@ impl Metrics {
             &["credential", "reason"],
         )
         .expect("static metric definition");
+        let scan_findings = IntCounterVec::new(
+            Opts::new("cordon_scan_findings_total", "Secrets found by scanning."),
+            &["direction", "rule", "action"],
+        )
+        .expect("static metric definition");
         let dns_queries = IntCounterVec::new(
             Opts::new("cordon_dns_queries_total", "Resolver decisions by outcome."),
             &["decision"],
@@ -91,6 +98,7 @@ impl Metrics {
             Box::new(audit_records.clone()),
             Box::new(credential_expiry.clone()),
             Box::new(credential_rotations.clone()),
+            Box::new(scan_findings.clone()),
             Box::new(dns_queries.clone()),
             Box::new(dns_upstream.clone()),
         ] {
@@ -105,6 +113,7 @@ impl Metrics {
             audit_records,
             credential_expiry,
             credential_rotations,
+            scan_findings,
             dns_queries,
             dns_upstream,
         }

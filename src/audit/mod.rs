@@ -9,7 +9,7 @@ pub mod sink;
 pub mod stamp;
 pub mod verify;
 
-pub use record::{CredentialUse, Record};
+pub use record::{CredentialUse, FindingRecord, Record};
 pub use sink::{AuditError, AuditHandle, AuditWriter, Fsync};
 pub use stamp::Stamp;
 pub use verify::{verify_file, VerifyError, VerifyOk};

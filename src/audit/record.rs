@@ -47,6 +47,9 @@ pub struct Record {
     pub duration_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialUse>,
+    /// Secrets found by scanning: rule and location, never the value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingRecord>,
     /// DNS: the query type (`A`, `AAAA`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qtype: Option<String>,
@@ -71,4 +74,15 @@ pub struct Record {
 pub struct CredentialUse {
     pub id: String,
     pub version: u64,
+}
+
+/// One scan finding in a record: which rule, which direction, where in the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingRecord {
+    pub rule: String,
+    /// `outbound` (agent to world) or `inbound` (world to agent).
+    pub direction: &'static str,
+    /// Byte offsets in the scanned text (the request head, or the body), end exclusive.
+    pub start: u64,
+    pub end: u64,
 }

@@ -2,13 +2,15 @@
 
 use crate::audit::{AuditWriter, Record, Stamp};
 use crate::cli::LogFormat;
-use crate::config::{self, Config};
+use crate::config::{self, Config, KnownValue};
 use crate::credentials::Credentials;
 use crate::dns::{DnsService, Forwarder};
 use crate::metrics::Metrics;
 use crate::net::Resolver;
 use crate::policy::TlsMode;
+use crate::proxy::scan::ScanState;
 use crate::proxy::{self, State, StateParts};
+use crate::scan::Scanner;
 use crate::tls::LocalCa;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -172,8 +174,27 @@ async fn serve(config: Config, role: Role) -> i32 {
         config.agent.instance.as_deref(),
         &config.policy_hash,
     ));
+    let known = match known_values(&config) {
+        Ok(known) => known,
+        Err(err) => {
+            eprintln!("{cmd}: {err}");
+            return 2;
+        }
+    };
+    let scanner = match Scanner::new(
+        &config.scanning.rules,
+        &with_credentials(&known, &credentials),
+    ) {
+        Ok(scanner) => scanner,
+        Err(err) => {
+            eprintln!("{cmd}: {}: scanning.rules: {err}", config.source.display());
+            return 2;
+        }
+    };
+    let scanning = ScanState::new(&config.scanning, scanner);
     let parts = StateParts {
         stamp,
+        scanning,
         resolver,
         audit: audit.clone(),
         metrics,
@@ -182,6 +203,11 @@ async fn serve(config: Config, role: Role) -> i32 {
         credentials,
     };
     let state = Arc::new(State::new(&config, parts));
+    tokio::spawn(rebuild_scanner_on_rotation(
+        state.clone(),
+        config.scanning.rules.clone(),
+        known,
+    ));
     audit.record(lifecycle(&state, &format!("{cmd} started")));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -251,6 +277,86 @@ async fn serve(config: Config, role: Role) -> i32 {
     let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     tracing::info!("audit trail flushed; bye");
     0
+}
+
+/// The `scanning.known_values`, read once at start (id `known:<VAR>` or `known:<file>`).
+fn known_values(config: &Config) -> Result<Vec<(String, String)>, String> {
+    let mut known = Vec::new();
+    for (i, source) in config.scanning.known_values.iter().enumerate() {
+        let at = format!("{}: scanning.known_values[{i}]", config.source.display());
+        let (id, value) = match source {
+            KnownValue::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => (format!("known:{name}"), value),
+                _ => return Err(format!("{at}: environment variable {name} is not set")),
+            },
+            KnownValue::File(path) => match std::fs::read_to_string(path) {
+                Ok(value) if !value.trim().is_empty() => {
+                    (format!("known:{}", path.display()), value.trim().to_owned())
+                }
+                Ok(_) => return Err(format!("{at}: {} is empty", path.display())),
+                Err(err) => return Err(format!("{at}: cannot read {}: {err}", path.display())),
+            },
+        };
+        known.push((id, value));
+    }
+    Ok(known)
+}
+
+/// The known values plus every credential's current value, as the scanner matches them.
+fn with_credentials(
+    known: &[(String, String)],
+    credentials: &Credentials,
+) -> Vec<(String, String)> {
+    let mut all = known.to_vec();
+    for cache in credentials.all() {
+        if let Ok(issued) = cache.current() {
+            all.push((
+                format!("credential:{}", cache.id()),
+                issued.secret.expose().to_owned(),
+            ));
+        }
+    }
+    all
+}
+
+/// Rebuilds the scanner when a credential's value changes, so the new value is matched
+/// (and an origin echoing it is redacted) from then on.
+async fn rebuild_scanner_on_rotation(
+    state: Arc<State>,
+    rules: Vec<crate::scan::CustomRule>,
+    known: Vec<(String, String)>,
+) {
+    let versions = |state: &State| -> Vec<(String, u64)> {
+        state
+            .credentials
+            .all()
+            .map(|c| {
+                (
+                    c.id().to_owned(),
+                    c.current().map(|i| i.version).unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let mut seen = versions(&state);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let now = versions(&state);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let values = with_credentials(&known, &state.credentials);
+        let rules = rules.clone();
+        match tokio::task::spawn_blocking(move || Scanner::new(&rules, &values)).await {
+            Ok(Ok(scanner)) => state.scanning.replace(scanner),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "rebuilding the scanner failed; the old one stays")
+            }
+            Err(_) => tracing::error!("rebuilding the scanner panicked; the old one stays"),
+        }
+    }
 }
 
 fn lifecycle(state: &State, what: &str) -> Record {

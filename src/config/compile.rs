@@ -83,6 +83,7 @@ pub(super) fn compile(
     };
     let listen = check_listen(raw.listen).map_err(|(k, m)| fail(&k, m))?;
     let dns = check_dns(raw.dns).map_err(|(k, m)| fail(&k, m))?;
+    let scanning = check_scanning(raw.scanning).map_err(|(k, m)| fail(&k, m))?;
     let audit = check_audit(raw.audit).map_err(|(k, m)| fail(&k, m))?;
     let tls = check_tls(raw.tls).map_err(|(k, m)| fail(&k, m))?;
     let credentials =
@@ -166,6 +167,98 @@ pub(super) fn compile(
         policy_hash,
         tls,
         credentials,
+        scanning,
+    })
+}
+
+fn scan_action(
+    key: &str,
+    raw: Option<String>,
+    default: super::ScanAction,
+) -> Result<super::ScanAction, Problem> {
+    use super::ScanAction;
+    match raw.as_deref() {
+        None => Ok(default),
+        Some("block") => Ok(ScanAction::Block),
+        Some("redact") => Ok(ScanAction::Redact),
+        Some("log") => Ok(ScanAction::Log),
+        Some(other) => Err(problem(
+            key,
+            format!("{other:?} is not an action (block, redact or log)"),
+        )),
+    }
+}
+
+fn check_scanning(raw: Option<super::raw::RawScanning>) -> Result<super::Scanning, Problem> {
+    let Some(raw) = raw else {
+        return Ok(super::Scanning::default());
+    };
+    let outbound = scan_action("scanning.outbound", raw.outbound, super::ScanAction::Block)?;
+    let inbound = scan_action("scanning.inbound", raw.inbound, super::ScanAction::Redact)?;
+    let mut rules = Vec::new();
+    for (i, rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("scanning.rules[{i}]");
+        if rule.id.is_empty()
+            || !rule
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(problem(
+                format!("{at}.id"),
+                format!("{:?} is not a rule id ([A-Za-z0-9_-]+)", rule.id),
+            ));
+        }
+        if rules
+            .iter()
+            .any(|r: &crate::scan::CustomRule| r.id == rule.id)
+        {
+            return Err(problem(
+                format!("{at}.id"),
+                format!("{} is defined twice", rule.id),
+            ));
+        }
+        if rule.keywords.is_empty() || rule.keywords.iter().any(|k| k.is_empty()) {
+            return Err(problem(
+                format!("{at}.keywords"),
+                "at least one non-empty keyword is needed for the prefilter",
+            ));
+        }
+        if let Err(err) = regex::Regex::new(&rule.regex) {
+            return Err(problem(
+                format!("{at}.regex"),
+                format!("invalid regex: {err}"),
+            ));
+        }
+        if let Some(entropy) = rule.entropy {
+            if !(0.0..=8.0).contains(&entropy) {
+                return Err(problem(
+                    format!("{at}.entropy"),
+                    "must be between 0 and 8 bits per byte",
+                ));
+            }
+        }
+        rules.push(crate::scan::CustomRule {
+            id: rule.id,
+            regex: rule.regex,
+            keywords: rule.keywords,
+            entropy: rule.entropy,
+        });
+    }
+    let mut known_values = Vec::new();
+    for (i, known) in raw.known_values.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("scanning.known_values[{i}]");
+        known_values.push(match (known.env, known.file) {
+            (Some(env), None) if !env.is_empty() => super::KnownValue::Env(env),
+            (None, Some(file)) if !file.is_empty() => super::KnownValue::File(PathBuf::from(file)),
+            _ => return Err(problem(at, "give exactly one of `env` or `file`")),
+        });
+    }
+    Ok(super::Scanning {
+        outbound,
+        inbound,
+        rules,
+        known_values,
     })
 }
 

@@ -98,6 +98,63 @@ pub struct Config {
     pub tls: Tls,
     /// Credentials injected into requests, in config order.
     pub credentials: Vec<CredentialSpec>,
+    /// Secret scanning of traffic.
+    pub scanning: Scanning,
+}
+
+/// What a scan finding does to the exchange it was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanAction {
+    /// Refuse the request (`secret_in_request`) or cut the response.
+    Block,
+    /// Replace each finding with `[REDACTED:<rule-id>]` and go on.
+    Redact,
+    /// Record the finding and let the bytes through unchanged.
+    Log,
+}
+
+impl ScanAction {
+    /// The name used in config, records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanAction::Block => "block",
+            ScanAction::Redact => "redact",
+            ScanAction::Log => "log",
+        }
+    }
+}
+
+/// Where a known value (one cordon must never let out) is read from at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KnownValue {
+    /// An environment variable of cordon's own process.
+    Env(String),
+    /// A file, trimmed.
+    File(PathBuf),
+}
+
+/// `scanning:`.
+#[derive(Debug, Clone)]
+pub struct Scanning {
+    /// Agent → world (default block).
+    pub outbound: ScanAction,
+    /// World → agent (default redact).
+    pub inbound: ScanAction,
+    /// Custom rules, validated at load.
+    pub rules: Vec<crate::scan::CustomRule>,
+    /// Values matched exactly (and in their encodings) besides the credentials' own.
+    pub known_values: Vec<KnownValue>,
+}
+
+impl Default for Scanning {
+    fn default() -> Scanning {
+        Scanning {
+            outbound: ScanAction::Block,
+            inbound: ScanAction::Redact,
+            rules: Vec::new(),
+            known_values: Vec::new(),
+        }
+    }
 }
 
 /// Where cordon's local CA lives, and extra trust roots for origins.

@@ -25,6 +25,38 @@ pub(super) struct RawConfig {
     /// A sorted map, so validation and the compiled list go in id order whatever the
     /// order in the file.
     pub credentials: Option<BTreeMap<String, RawCredential>>,
+    pub scanning: Option<RawScanning>,
+}
+
+/// `scanning:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of scanning settings")]
+pub(super) struct RawScanning {
+    pub outbound: Option<String>,
+    pub inbound: Option<String>,
+    pub rules: Option<Vec<RawScanRule>>,
+    pub known_values: Option<Vec<RawKnownValue>>,
+}
+
+/// One `scanning.rules` entry.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `id`, `regex` and `keywords`"
+)]
+pub(super) struct RawScanRule {
+    pub id: String,
+    pub regex: String,
+    pub keywords: Vec<String>,
+    pub entropy: Option<f64>,
+}
+
+/// One `scanning.known_values` entry: where a value cordon must never let out comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `env` or `file`")]
+pub(super) struct RawKnownValue {
+    pub env: Option<String>,
+    pub file: Option<String>,
 }
 
 /// `tls:`.
@@ -233,7 +265,8 @@ impl<'de> Deserialize<'de> for RawPort {
 /// Keys from the full specification that this release does not implement yet, by the
 /// mapping they live in. They are named specifically so an operator with a newer config
 /// learns the feature is missing rather than that they misspelled something.
-const UNSUPPORTED_TOP: &[&str] = &["limits", "scanning", "anomaly", "approvers", "grants"];
+const UNSUPPORTED_TOP: &[&str] = &["limits", "anomaly", "approvers", "grants"];
+const UNSUPPORTED_SCANNING: &[&str] = &["output"];
 const UNSUPPORTED_LISTEN: &[&str] = &["control", "transparent"];
 const UNSUPPORTED_DNS: &[&str] = &[];
 const UNSUPPORTED_EGRESS: &[&str] = &["capture"];
@@ -247,6 +280,9 @@ pub(super) fn reject_unsupported(root: &Value) -> Result<(), (String, String)> {
     }
     if let Some(dns) = root.get("dns") {
         check_keys(dns, "dns", "dns", UNSUPPORTED_DNS)?;
+    }
+    if let Some(scanning) = root.get("scanning") {
+        check_keys(scanning, "scanning", "scanning", UNSUPPORTED_SCANNING)?;
     }
     if let Some(Value::Sequence(entries)) = root.get("egress") {
         for (i, entry) in entries.iter().enumerate() {

@@ -98,7 +98,11 @@ fn unknown_nested_key_has_path() {
 fn not_yet_supported_keys_are_named() {
     for (yaml, key, shown) in [
         ("grants: {}\n", "grants", "`grants`"),
-        ("scanning: {}\n", "scanning", "`scanning`"),
+        (
+            "scanning: {output: redact}\n",
+            "scanning.output",
+            "`scanning.output`",
+        ),
         ("anomaly: {}\n", "anomaly", "`anomaly`"),
         ("approvers: {}\n", "approvers", "`approvers`"),
         ("limits: {}\n", "limits", "`limits`"),
@@ -880,4 +884,20 @@ fn the_dns_listener_needs_an_upstream_and_valid_settings() {
     assert_contains(&e, &["dns.min_ttl", "must not be larger"]);
     let e = error(&with("dns: {upstream: [127.0.0.1], allow: [\"*\"]}\n"));
     assert_contains(&e, &["dns.allow[0]"]);
+}
+
+#[test]
+fn scanning_settings_are_validated() {
+    let e = error(&with("scanning: {outbound: shred}\n"));
+    assert_contains(&e, &["scanning.outbound", "\"shred\" is not an action"]);
+    let e = error(&with(
+        "scanning: {rules: [{id: a, regex: \"(\", keywords: [x]}]}\n",
+    ));
+    assert_contains(&e, &["scanning.rules[0].regex", "invalid regex"]);
+    let e = error(&with(
+        "scanning: {rules: [{id: a, regex: \"x+\", keywords: []}]}\n",
+    ));
+    assert_contains(&e, &["scanning.rules[0].keywords"]);
+    let e = error(&with("scanning: {known_values: [{env: A, file: /x}]}\n"));
+    assert_contains(&e, &["scanning.known_values[0]", "exactly one"]);
 }

@@ -45,11 +45,13 @@ pub enum DenyReason {
     /// The allowing rule carries a credential, and the request is plain http://: a
     /// credential is only ever injected into TLS.
     InsecureCredential,
+    /// Outbound scanning found a secret in the request and the action is block.
+    SecretInRequest,
 }
 
 impl DenyReason {
     /// Every reason, in documentation order.
-    pub const ALL: [DenyReason; 16] = [
+    pub const ALL: [DenyReason; 17] = [
         DenyReason::NotAllowed,
         DenyReason::Boundary,
         DenyReason::HostMismatch,
@@ -66,6 +68,7 @@ impl DenyReason {
         DenyReason::PlaceholderMisuse,
         DenyReason::UpstreamTls,
         DenyReason::InsecureCredential,
+        DenyReason::SecretInRequest,
     ];
 
     /// The reason code as it appears in headers, bodies, audit records and metrics.
@@ -87,6 +90,7 @@ impl DenyReason {
             DenyReason::PlaceholderMisuse => "placeholder_misuse",
             DenyReason::UpstreamTls => "upstream_tls",
             DenyReason::InsecureCredential => "insecure_credential",
+            DenyReason::SecretInRequest => "secret_in_request",
         }
     }
 
@@ -118,6 +122,7 @@ impl DenyReason {
                 | DenyReason::RealSecretUsed
                 | DenyReason::PlaceholderMisuse
                 | DenyReason::InsecureCredential
+                | DenyReason::SecretInRequest
         )
     }
 }
@@ -916,7 +921,7 @@ mod tests {
     #[test]
     fn reason_codes() {
         let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
         let mut unique = names.clone();
         unique.sort_unstable();
         unique.dedup();

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// What the proxy hands back to the agent: a deny written by cordon, or the origin's body.
-pub type ProxyBody = Either<Full<Bytes>, Metered<hyper::body::Incoming>>;
+pub type ProxyBody = Either<Full<Bytes>, Metered<super::scan::InboundBody>>;
 
 /// The decision being made for one request or tunnel.
 pub struct Exchange {
@@ -24,6 +24,8 @@ pub struct Exchange {
     started: Instant,
     /// The record as it stands; `decision` and `status` are settled at the end.
     pub record: Record,
+    /// Secrets the scans of this exchange found (both directions).
+    pub findings: super::scan::FindingLog,
     would_deny: Option<(DenyReason, String)>,
 }
 
@@ -38,6 +40,7 @@ impl Exchange {
             state,
             started: Instant::now(),
             record,
+            findings: Default::default(),
             would_deny: None,
         }
     }
@@ -126,6 +129,7 @@ impl Exchange {
         self.record.bytes_in = Some(bytes_in);
         // Three decimals: sub-millisecond decisions stay visible without float noise.
         self.record.duration_ms = Some((elapsed.as_secs_f64() * 1e6).round() / 1e3);
+        self.emit_findings();
         let reason = self.record.reason.unwrap_or("");
         let metrics = &self.state.metrics;
         metrics
@@ -137,6 +141,56 @@ impl Exchange {
             .with_label_values(&[self.record.decision])
             .observe(elapsed.as_secs_f64());
         self.state.audit.record(std::mem::take(&mut self.record));
+    }
+
+    /// Moves the scan findings into the record, counts them, and writes a `scan` record.
+    fn emit_findings(&mut self) {
+        let findings =
+            std::mem::take(&mut *self.findings.lock().unwrap_or_else(|e| e.into_inner()));
+        if findings.is_empty() {
+            return;
+        }
+        let scanning = &self.state.scanning;
+        for (direction, finding) in &findings {
+            let action = if *direction == "outbound" {
+                scanning.outbound
+            } else {
+                scanning.inbound
+            };
+            self.state
+                .metrics
+                .scan_findings
+                .with_label_values(&[*direction, &finding.rule[..], action.as_str()])
+                .inc();
+        }
+        let records: Vec<crate::audit::FindingRecord> = findings
+            .into_iter()
+            .map(|(direction, f)| crate::audit::FindingRecord {
+                rule: f.rule.to_string(),
+                direction,
+                start: f.start,
+                end: f.end,
+            })
+            .collect();
+        let blocked = self.record.reason == Some(DenyReason::SecretInRequest.as_str());
+        let scan = Record {
+            method: self.record.method.clone(),
+            host: self.record.host.clone(),
+            port: self.record.port,
+            path: self.record.path.clone(),
+            findings: records.clone(),
+            reason: blocked.then_some(DenyReason::SecretInRequest.as_str()),
+            detail: Some(format!(
+                "outbound: {}, inbound: {}",
+                scanning.outbound.as_str(),
+                scanning.inbound.as_str()
+            )),
+            ..self
+                .state
+                .record("scan", if blocked { "deny" } else { "allow" })
+        };
+        self.state.audit.record(scan);
+        self.record.findings = records;
     }
 
     fn decision_id(&self) -> &str {

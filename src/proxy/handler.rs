@@ -104,6 +104,11 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
             format!("credential {id} is only injected over TLS; use https://"),
         );
     }
+    // 7. Outbound scan, before injection so cordon's own values are not findings.
+    let body = match super::scan::scan_request(&mut ex, &mut parts, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     // Nothing is injected here, but placeholders and values still may not leave.
     if let Err((reason, hint)) = super::inject::inject(&state.credentials, None, &mut parts) {
         return ex.deny(reason, hint);
@@ -135,6 +140,7 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            let body = super::scan::inbound(ex.state(), &mut parts.headers, body, &ex.findings);
             let status = parts.status.as_u16();
             Response::from_parts(
                 parts,
@@ -144,6 +150,12 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         Err(err) => {
             tracing::debug!(error = %err, "upstream request failed");
             // Tag the fault by where it came from: a broken request body is the agent's.
+            if super::scan::cut_by_scan(&ex) {
+                return ex.deny(
+                    DenyReason::SecretInRequest,
+                    "a secret was found in the streaming request body; the upstream exchange was cut",
+                );
+            }
             if outbound.failed.load(Ordering::Relaxed) {
                 return ex.deny(
                     DenyReason::MalformedRequest,

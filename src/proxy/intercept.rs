@@ -40,7 +40,7 @@ pub struct Tunnel {
     port: u16,
     sni: Option<String>,
     ip: IpAddr,
-    client: Client<OriginConnector, Counted<Incoming>>,
+    client: Client<OriginConnector, Counted<super::scan::OutboundBody>>,
 }
 
 /// Terminates the agent's TLS and serves the requests inside until either side is done.
@@ -229,6 +229,11 @@ async fn forward(
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
     let upgrade_to = parts.headers.get(UPGRADE).cloned();
+    // 7. Outbound scan, before injection so cordon's own values are not findings.
+    let body = match super::scan::scan_request(&mut ex, &mut parts, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     match super::inject::inject(&state.credentials, credential.as_deref(), &mut parts) {
         Ok(used) => ex.record.credential = used,
         Err((reason, hint)) => return ex.deny(reason, hint),
@@ -275,6 +280,7 @@ async fn forward(
                     bridge_upgrade(agent_upgrade, upstream_upgrade);
                     let (parts, body) = response.into_parts();
                     let status = parts.status.as_u16();
+                    let body = super::scan::InboundBody::Plain(body);
                     return Response::from_parts(
                         parts,
                         Either::Right(Metered::new(body, status, outbound, ex)),
@@ -283,6 +289,7 @@ async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            let body = super::scan::inbound(ex.state(), &mut parts.headers, body, &ex.findings);
             let status = parts.status.as_u16();
             Response::from_parts(
                 parts,
@@ -291,6 +298,12 @@ async fn forward(
         }
         Err(err) => {
             tracing::debug!(error = %err, "intercepted upstream request failed");
+            if super::scan::cut_by_scan(&ex) {
+                return ex.deny(
+                    DenyReason::SecretInRequest,
+                    "a secret was found in the streaming request body; the upstream exchange was cut",
+                );
+            }
             if outbound.failed.load(Ordering::Relaxed) {
                 return ex.deny(
                     DenyReason::MalformedRequest,

@@ -8,6 +8,7 @@ pub mod framing;
 pub mod handler;
 pub mod inject;
 pub mod intercept;
+pub mod scan;
 
 use crate::audit::{AuditHandle, Record, Stamp};
 use crate::config::{Agent, Config, Mode};
@@ -17,7 +18,6 @@ use crate::net::Resolver;
 use crate::policy::Policy;
 use crate::tls::LocalCa;
 use exchange::Counted;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,7 +33,7 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The upstream client for plain HTTP; its URIs always carry the checked IP address.
-pub type UpstreamClient = Client<HttpConnector, Counted<Incoming>>;
+pub type UpstreamClient = Client<HttpConnector, Counted<scan::OutboundBody>>;
 
 /// Everything a request needs, built once from the config.
 pub struct State {
@@ -54,6 +54,8 @@ pub struct State {
     pub credentials: Arc<Credentials>,
     /// Names the agent and policy on every record.
     pub stamp: Arc<Stamp>,
+    /// The scanner and what findings do, per direction.
+    pub scanning: scan::ScanState,
 }
 
 impl State {
@@ -61,6 +63,7 @@ impl State {
     pub fn new(config: &Config, parts: StateParts) -> State {
         let StateParts {
             stamp,
+            scanning,
             resolver,
             audit,
             metrics,
@@ -90,6 +93,7 @@ impl State {
             upstream_tls,
             credentials,
             stamp,
+            scanning,
         }
     }
 
@@ -102,6 +106,7 @@ impl State {
 /// What `State::new` needs besides the config: everything that was opened or fetched.
 pub struct StateParts {
     pub stamp: Arc<Stamp>,
+    pub scanning: scan::ScanState,
     pub resolver: Resolver,
     pub audit: AuditHandle,
     pub metrics: Metrics,
