@@ -491,11 +491,18 @@ async fn answer(
     // to see exactly which bytes reached the origin.
     let mut bytes = Vec::new();
     let mut body_complete = true;
+    // `/sink` counts the body without keeping it, for large-body tests.
+    let sink = parts.uri.path() == "/sink";
+    let mut sunk = 0u64;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
                 if let Some(data) = frame.data_ref() {
-                    bytes.extend_from_slice(data);
+                    if sink {
+                        sunk += data.len() as u64;
+                    } else {
+                        bytes.extend_from_slice(data);
+                    }
                 }
             }
             Err(_) => {
@@ -551,6 +558,18 @@ async fn answer(
             .header(http::header::CONTENT_TYPE, "text/plain")
             .body(full(vec![b'x'; 1024]))
             .unwrap();
+    }
+    if sink {
+        return response.body(full(sunk.to_string().into_bytes())).unwrap();
+    }
+    if path == "/echo-headers" {
+        // Echoes every request header back in the body, as a careless origin might.
+        let text: String = parts
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{}: {}\n", n, String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        return response.body(full(text.into_bytes())).unwrap();
     }
     if path == "/echo" {
         if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
@@ -1034,6 +1053,11 @@ impl Cordon {
             String::from_utf8_lossy(&output.stdout).into_owned(),
             strip_ansi(&String::from_utf8_lossy(&output.stderr)),
         )
+    }
+
+    /// The cordon process id (for reading its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("cordon is running").id()
     }
 
     /// The agent-facing proxy listener.
