@@ -47,11 +47,13 @@ pub enum DenyReason {
     InsecureCredential,
     /// Outbound scanning found a secret in the request and the action is block.
     SecretInRequest,
+    /// Inbound scanning found a secret in the response and the action is block.
+    SecretInResponse,
 }
 
 impl DenyReason {
     /// Every reason, in documentation order.
-    pub const ALL: [DenyReason; 17] = [
+    pub const ALL: [DenyReason; 18] = [
         DenyReason::NotAllowed,
         DenyReason::Boundary,
         DenyReason::HostMismatch,
@@ -69,6 +71,7 @@ impl DenyReason {
         DenyReason::UpstreamTls,
         DenyReason::InsecureCredential,
         DenyReason::SecretInRequest,
+        DenyReason::SecretInResponse,
     ];
 
     /// The reason code as it appears in headers, bodies, audit records and metrics.
@@ -91,6 +94,7 @@ impl DenyReason {
             DenyReason::UpstreamTls => "upstream_tls",
             DenyReason::InsecureCredential => "insecure_credential",
             DenyReason::SecretInRequest => "secret_in_request",
+            DenyReason::SecretInResponse => "secret_in_response",
         }
     }
 
@@ -101,7 +105,8 @@ impl DenyReason {
             DenyReason::DnsFailure
             | DenyReason::UpstreamUnreachable
             | DenyReason::CredentialUnavailable
-            | DenyReason::UpstreamTls => 502,
+            | DenyReason::UpstreamTls
+            | DenyReason::SecretInResponse => 502,
             DenyReason::AuditUnavailable => 503,
             _ => 403,
         }
@@ -123,6 +128,7 @@ impl DenyReason {
                 | DenyReason::PlaceholderMisuse
                 | DenyReason::InsecureCredential
                 | DenyReason::SecretInRequest
+                | DenyReason::SecretInResponse
         )
     }
 }
@@ -921,7 +927,7 @@ mod tests {
     #[test]
     fn reason_codes() {
         let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 18);
         let mut unique = names.clone();
         unique.sort_unstable();
         unique.dedup();

@@ -140,7 +140,10 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let body = super::scan::inbound(ex.state(), &mut parts.headers, body, &ex.findings);
+            let body = match super::scan::scan_response(&mut ex, &mut parts.headers, body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
             let status = parts.status.as_u16();
             Response::from_parts(
                 parts,

@@ -289,7 +289,10 @@ async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let body = super::scan::inbound(ex.state(), &mut parts.headers, body, &ex.findings);
+            let body = match super::scan::scan_response(&mut ex, &mut parts.headers, body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
             let status = parts.status.as_u16();
             Response::from_parts(
                 parts,

@@ -63,7 +63,7 @@ pub enum OutboundBody {
     Stream {
         prefix: Option<Bytes>,
         rest: Incoming,
-        check: Check,
+        check: Box<Check>,
     },
 }
 
@@ -106,10 +106,12 @@ impl Body for OutboundBody {
     }
 }
 
-/// The response body on its way to the agent, scanned as it streams when asked to.
+/// The response body on its way to the agent: passed through, scanned whole (when its
+/// declared length fits the window, so its framing is kept), or scanned as it streams.
 pub enum InboundBody {
     Plain(Incoming),
-    Scanned { inner: Incoming, check: Check },
+    Whole(Option<Bytes>),
+    Scanned { inner: Incoming, check: Box<Check> },
 }
 
 impl Body for InboundBody {
@@ -122,6 +124,7 @@ impl Body for InboundBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             InboundBody::Plain(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            InboundBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             InboundBody::Scanned { inner, check } => poll_checked(Pin::new(inner), check, cx),
         }
     }
@@ -129,6 +132,7 @@ impl Body for InboundBody {
     fn is_end_stream(&self) -> bool {
         match self {
             InboundBody::Plain(inner) => inner.is_end_stream(),
+            InboundBody::Whole(bytes) => bytes.is_none(),
             InboundBody::Scanned { .. } => false,
         }
     }
@@ -136,6 +140,8 @@ impl Body for InboundBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             InboundBody::Plain(inner) => inner.size_hint(),
+            InboundBody::Whole(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            InboundBody::Whole(None) => SizeHint::with_exact(0),
             // Redaction may change the length.
             InboundBody::Scanned { .. } => SizeHint::default(),
         }
@@ -331,7 +337,7 @@ pub async fn outbound(
     let mut buffered = BytesMut::new();
     loop {
         if buffered.len() > SCAN_WINDOW {
-            let check = Check::new(&scanner, action, "outbound", log.clone());
+            let check = Box::new(Check::new(&scanner, action, "outbound", log.clone()));
             strip_length(parts);
             return Ok(Outbound::Send(OutboundBody::Stream {
                 prefix: Some(buffered.freeze()),
@@ -379,22 +385,68 @@ pub async fn outbound(
     }
 }
 
-/// The response body for the agent, scanned per the inbound action.
-pub fn inbound(
+/// What inbound scanning made of a response body.
+pub enum Inbound {
+    /// Pass this body on (the headers were adjusted to match it).
+    Send(InboundBody),
+    /// A secret was found and the inbound action is block.
+    Refuse(String),
+}
+
+/// The response body for the agent, scanned per the inbound action: whole when its declared
+/// length fits the window (its length header is then corrected, never dropped), streaming
+/// otherwise.
+pub async fn inbound(
     state: &State,
     headers: &mut http::HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     log: &FindingLog,
-) -> InboundBody {
+) -> Result<Inbound, BoxError> {
     let scanner = state.scanning.scanner();
     let action = state.scanning.inbound;
-    if action != ScanAction::Log {
-        // Redaction (or a cut) changes the length; let the framing follow the bytes.
-        strip_length_headers(headers);
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|len| *len <= SCAN_WINDOW as u64);
+    let Some(declared) = declared else {
+        if action != ScanAction::Log {
+            // Redaction (or a cut) may change the length; let the framing follow the bytes.
+            strip_length_headers(headers);
+        }
+        let check = Box::new(Check::new(&scanner, action, "inbound", log.clone()));
+        return Ok(Inbound::Send(InboundBody::Scanned { inner: body, check }));
+    };
+    let mut whole = BytesMut::with_capacity(declared as usize);
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Some(data) = frame?.data_ref() {
+            whole.extend_from_slice(data);
+        }
     }
-    InboundBody::Scanned {
-        inner: body,
-        check: Check::new(&scanner, action, "inbound", log.clone()),
+    let whole = whole.freeze();
+    let findings = scanner.scan(&whole);
+    if findings.is_empty() {
+        return Ok(Inbound::Send(InboundBody::Whole(
+            (!whole.is_empty()).then_some(whole),
+        )));
+    }
+    let rules: Vec<String> = findings.iter().map(|f| f.rule.to_string()).collect();
+    log.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(findings.into_iter().map(|f| ("inbound", f)));
+    match action {
+        ScanAction::Log => Ok(Inbound::Send(InboundBody::Whole(Some(whole)))),
+        ScanAction::Block => Ok(Inbound::Refuse(format!(
+            "the response carries a secret ({})",
+            rules.join(", ")
+        ))),
+        ScanAction::Redact => {
+            let mut redactor = scanner.redactor();
+            let (mut out, _) = redactor.feed(&whole);
+            out.extend(redactor.finish().0);
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+            Ok(Inbound::Send(InboundBody::Whole(Some(Bytes::from(out)))))
+        }
     }
 }
 
@@ -438,4 +490,26 @@ pub fn cut_by_scan(ex: &super::exchange::Exchange) -> bool {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|(direction, _)| *direction == "outbound")
+}
+
+/// Inbound scanning for one exchange: the body to hand the agent, or the refusal to answer
+/// with (`secret_in_response` under block, or the upstream failing mid-body).
+#[allow(clippy::result_large_err)]
+pub async fn scan_response(
+    ex: &mut super::exchange::Exchange,
+    headers: &mut http::HeaderMap,
+    body: Incoming,
+) -> Result<InboundBody, http::Response<super::exchange::ProxyBody>> {
+    let state = ex.state().clone();
+    let log = ex.findings.clone();
+    match inbound(&state, headers, body, &log).await {
+        Ok(Inbound::Send(body)) => Ok(body),
+        Ok(Inbound::Refuse(hint)) => {
+            Err(ex.deny(crate::policy::DenyReason::SecretInResponse, hint))
+        }
+        Err(_) => Err(ex.deny(
+            crate::policy::DenyReason::UpstreamUnreachable,
+            "the origin broke off its response",
+        )),
+    }
 }
