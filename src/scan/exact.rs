@@ -8,7 +8,7 @@
 //! `=` padding) are added too, so a value encoded on its own is reported and redacted
 //! whole. The same is done for the base64url alphabet.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
@@ -22,12 +22,84 @@ pub(crate) const MIN_KNOWN_LEN: usize = 8;
 /// DFA's memory grows with states × byte classes.
 const DFA_MAX_PATTERN_BYTES: usize = 64 * 1024;
 
-/// The exact-value automaton.
+/// Length of the sampled grams.
+const GRAM: usize = 4;
+
+/// Bits in the gram filter: 2^20 bits (128 KiB) keeps it in L2 and its density low for
+/// thousands of patterns.
+const FILTER_BITS: u32 = 20;
+
+/// The exact-value automaton and the sampling filter in front of it.
+///
+/// Every pattern is at least `min_len` long, so any occurrence contains a 4-byte gram at
+/// one of every `stride = min_len - 3` positions. The scan tests only those positions
+/// against a bit set of all the patterns' grams and runs the automaton only around a
+/// set bit, over every start an occurrence through that gram could have. That reports
+/// exactly what a full automaton pass reports (the longest pattern at each start) while
+/// touching one position in `stride`: with 40-byte credentials, one in 37.
 pub(crate) struct Exact {
     pub(crate) ac: AhoCorasick,
     /// For each pattern, the index of the known value it encodes.
     pub(crate) owner: Vec<u32>,
     pub(crate) max_len: usize,
+    stride: usize,
+    grams: Vec<u64>,
+}
+
+fn gram_hash(g: [u8; GRAM]) -> usize {
+    (u32::from_le_bytes(g).wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
+}
+
+impl Exact {
+    fn gram_at(&self, hay: &[u8], p: usize) -> bool {
+        let g: [u8; GRAM] = hay[p..p + GRAM].try_into().expect("gram length");
+        let h = gram_hash(g);
+        self.grams[h / 64] & (1 << (h % 64)) != 0
+    }
+
+    /// Calls `emit(pattern, start, end)` for the longest pattern at every start in
+    /// `from..to` where one occurs; `hay` holds `max_len` bytes past `to` unless the data
+    /// ends sooner.
+    pub(crate) fn find(
+        &self,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        emit: &mut dyn FnMut(usize, usize, usize),
+    ) {
+        let sample_end = (to + self.max_len).min(hay.len());
+        let mut covered = from;
+        let mut p = from;
+        while p + GRAM <= sample_end {
+            if self.gram_at(hay, p) {
+                // Occurrences through this gram start in [p + GRAM - max_len, p].
+                let lo = covered.max((p + GRAM).saturating_sub(self.max_len));
+                let hi = (p + 1).min(to);
+                if lo < hi {
+                    self.run(hay, lo, hi, emit);
+                    covered = hi;
+                }
+            }
+            p += self.stride;
+        }
+    }
+
+    /// The automaton over starts in `lo..hi`, restarting one byte after each hit so no hit
+    /// hides one that starts inside it.
+    fn run(&self, hay: &[u8], lo: usize, hi: usize, emit: &mut dyn FnMut(usize, usize, usize)) {
+        let end = (hi - 1 + self.max_len).min(hay.len());
+        let mut pos = lo;
+        while pos < hi {
+            let Some(m) = self.ac.find(Input::new(hay).span(pos..end)) else {
+                break;
+            };
+            if m.start() >= hi {
+                break;
+            }
+            emit(m.pattern().as_usize(), m.start(), m.end());
+            pos = m.start() + 1;
+        }
+    }
 }
 
 /// Every form of `v` the exact layer looks for (deduplicated, raw first).
@@ -148,5 +220,20 @@ pub(crate) fn build(values: &[&[u8]]) -> Result<Option<Exact>, ScanError> {
         .build(&patterns)
         .map_err(|e| ScanError(format!("known values: cannot build matcher: {e}")))?;
     let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
-    Ok(Some(Exact { ac, owner, max_len }))
+    let min_len = patterns.iter().map(Vec::len).min().unwrap_or(0);
+    debug_assert!(min_len >= MIN_KNOWN_LEN && MIN_KNOWN_LEN > GRAM);
+    let mut grams = vec![0u64; (1 << FILTER_BITS) / 64];
+    for p in &patterns {
+        for w in p.windows(GRAM) {
+            let h = gram_hash(w.try_into().expect("gram length"));
+            grams[h / 64] |= 1 << (h % 64);
+        }
+    }
+    Ok(Some(Exact {
+        ac,
+        owner,
+        max_len,
+        stride: min_len - GRAM + 1,
+        grams,
+    }))
 }

@@ -235,31 +235,17 @@ impl Scanner {
     /// `to` unless the data ends first.
     fn find(&self, hay: &[u8], base: u64, from: usize, to: usize, cands: &mut Vec<Cand>) {
         if let Some(ex) = &self.exact {
-            let span_end = (to + ex.max_len).min(hay.len());
-            let mut pos = from;
-            // Restart one byte after each hit rather than after its end, so a hit never
-            // hides one that starts inside it: the set of hits stays a property of each
-            // position, independent of where a search began.
-            while pos < to {
-                let Some(m) = ex.ac.find(Input::new(hay).span(pos..span_end)) else {
-                    break;
-                };
-                if m.start() >= to {
-                    break;
-                }
-                let src = self.rules.len() as u32 + ex.owner[m.pattern().as_usize()];
-                cands.push(Cand::new(
-                    src,
-                    base + m.start() as u64,
-                    base + m.end() as u64,
-                ));
-                pos = m.start() + 1;
-            }
+            let known_base = self.rules.len() as u32;
+            ex.find(hay, from, to, &mut |pattern, s, e| {
+                let src = known_base + ex.owner[pattern];
+                cands.push(Cand::new(src, base + s as u64, base + e as u64));
+            });
         }
         if let Some(kw) = &self.keywords {
             let span_end = (to + kw.max_len).min(hay.len());
             let mut pos = from;
             let mut tried: Vec<u32> = Vec::new();
+            // Restart one byte after each hit (see `Exact::run`).
             while pos < to {
                 let Some(m) = kw.ac.find(Input::new(hay).span(pos..span_end)) else {
                     break;

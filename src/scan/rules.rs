@@ -65,6 +65,10 @@ struct Def {
     check: Check,
     filter: Filter,
     priority: u8,
+    /// Assignment rules: the longest key-name tail between keyword and operator, so hits
+    /// without a nearby `=`/`:` are dropped before the regex runs (most keyword hits in
+    /// ordinary code are words like `token` in prose or identifiers).
+    assign_reach: Option<usize>,
 }
 
 /// A token-shaped rule: literal prefix keywords, alphanumeric boundaries on both sides.
@@ -87,6 +91,7 @@ fn tok(
         check: Check::None,
         filter: Filter::Token,
         priority: 2,
+        assign_reach: None,
     }
 }
 
@@ -121,6 +126,10 @@ impl Def {
     }
     fn priority(mut self, p: u8) -> Self {
         self.priority = p;
+        self
+    }
+    fn assign(mut self, reach: usize) -> Self {
+        self.assign_reach = Some(reach);
         self
     }
     /// A rule keyed by context (a variable name, a scheme): no boundary before the keyword.
@@ -184,7 +193,7 @@ fn builtin_defs() -> Vec<Def> {
         tok("aws-access-key-id", AWS_KW, aws_id, 20),
         tok("aws-secret-access-key", &["aws_secret", "secret_access_key", "secretaccesskey", "secret-access-key"],
             concat!(r"(?i:aws_secret|secret_access_key|secretaccesskey|secret-access-key)", assign!(), r"([A-Za-z0-9/+]{40})"), 120)
-            .context().group(1).right(K::B64Eq).check(C::AwsSecret),
+            .context().group(1).right(K::B64Eq).check(C::AwsSecret).assign(30),
         tok("aws-secret-access-key", AWS_KW, aws_id, 260).check(C::AwsPair),
         tok("google-api-key", &["AIza"], r"AIza[0-9A-Za-z_-]{35}", 39).left(K::B64Url).right(K::B64Url),
         tok("google-oauth-client-secret", &["GOCSPX-"], r"GOCSPX-[0-9A-Za-z_-]{28}", 35).left(K::B64Url).right(K::B64Url),
@@ -232,13 +241,13 @@ fn builtin_defs() -> Vec<Def> {
         tok("twilio-api-key", &["SK"], r"SK[0-9a-f]{32}", 34).check(C::HexMixed),
         tok("twilio-auth-token", &["twilio"],
             concat!(r"(?i:twilio)[\w.-]{0,30}?(?i:token|secret)", assign!(), r"([0-9a-f]{32})"), 140)
-            .context().group(1).check(C::HexMixed),
+            .context().group(1).check(C::HexMixed).assign(66),
         tok("sendgrid-api-key", &["SG."], r"SG\.[0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43}", 69)
             .left(K::B64Url).right(K::B64Url).check(C::Entropy(4.0)),
         tok("mailgun-api-key", &["key-"], r"key-[0-9a-f]{32}", 36).check(C::HexMixed),
         tok("mailgun-api-key", &["mailgun"],
             concat!(r"(?i:mailgun)", assign!(), r"([0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8})"), 140)
-            .context().group(1).check(C::HexMixed),
+            .context().group(1).check(C::HexMixed).assign(30),
         tok("shopify-access-token", &["shpat_"], r"shpat_[0-9a-fA-F]{32}", 38).check(C::HexMixed),
         tok("shopify-custom-app-token", &["shpca_"], r"shpca_[0-9a-fA-F]{32}", 38).check(C::HexMixed),
         tok("shopify-private-app-token", &["shppa_"], r"shppa_[0-9a-fA-F]{32}", 38).check(C::HexMixed),
@@ -247,12 +256,12 @@ fn builtin_defs() -> Vec<Def> {
             .right(K::B64Url).check(C::Entropy(4.0)),
         tok("datadog-api-key", &["dd_api_key", "datadog_api_key", "dd-api-key", "datadog-api-key"],
             concat!(r"(?i:dd_api_key|datadog_api_key|dd-api-key|datadog-api-key)", assign!(), r"([0-9a-f]{32})"), 100)
-            .context().group(1).check(C::HexMixed),
+            .context().group(1).check(C::HexMixed).assign(30),
         tok("datadog-app-key",
             &["dd_app_key", "datadog_app_key", "dd-application-key", "dd_application_key", "datadog_application_key"],
             concat!(r"(?i:dd_app_key|datadog_app_key|dd-application-key|dd_application_key|datadog_application_key)",
                 assign!(), r"([0-9a-f]{40})"), 110)
-            .context().group(1).check(C::HexMixed),
+            .context().group(1).check(C::HexMixed).assign(30),
         // Package registries
         tok("npm-access-token", &["npm_"], r"npm_[0-9A-Za-z]{36}", 40).check(C::Checksum),
         tok("npm-legacy-auth-token", &["_authToken"], r#"(?i:_authToken)[ \t]{0,2}=[ \t]{0,2}["']?([0-9A-Za-z_.+/=-]{16,})"#, 300)
@@ -306,14 +315,14 @@ fn builtin_defs() -> Vec<Def> {
         Def {
             regex: GENERIC_PASSWORD,
             ..tok("generic-password", &["password", "passwd", "passphrase", "pwd"], "", 320)
-                .context().right(K::None).check(C::Generic).filter(Filter::Free).priority(super::GENERIC_PRIORITY)
+                .context().right(K::None).check(C::Generic).filter(Filter::Free).priority(super::GENERIC_PRIORITY).assign(24)
         },
         Def {
             regex: GENERIC_SECRET,
             ..tok("generic-secret",
                 &["secret", "token", "api_key", "apikey", "api-key", "access_key", "accesskey", "auth", "credential"],
                 "", 320)
-                .context().right(K::None).check(C::Generic).filter(Filter::Free).priority(super::GENERIC_PRIORITY)
+                .context().right(K::None).check(C::Generic).filter(Filter::Free).priority(super::GENERIC_PRIORITY).assign(24)
         },
         // More vendors with distinctive prefixes
         tok("digitalocean-token", &["dop_v1_", "doo_v1_", "dor_v1_"], r"do[opr]_v1_[0-9a-f]{64}", 71).check(C::HexMixed),
@@ -364,6 +373,7 @@ pub(crate) struct Rule {
     /// Custom rules search around the keyword instead of starting at it.
     anchored: bool,
     entropy: Option<f64>,
+    assign_reach: Option<usize>,
 }
 
 impl Rule {
@@ -401,6 +411,12 @@ impl Rule {
         }
         let a = ks - self.back;
         if a > 0 && self.left.contains(hay[a - 1]) {
+            return;
+        }
+        if self
+            .assign_reach
+            .is_some_and(|reach| !operator_follows(hay, ks + kw_len, reach))
+        {
             return;
         }
         let lim = (a + self.max_len + 1).min(hay.len());
@@ -484,6 +500,30 @@ impl Rule {
     }
 }
 
+/// Whether an assignment operator follows `from` the way the assignment regexes require:
+/// at most `reach` name bytes, an optional (escaped) quote, up to four spaces, then `:` or
+/// `=`. A necessary condition of those regexes, checked without running them.
+fn operator_follows(hay: &[u8], from: usize, reach: usize) -> bool {
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let lim = (from + reach).min(hay.len());
+    let mut i = from;
+    while i < lim && name(hay[i]) {
+        i += 1;
+    }
+    if hay.get(i) == Some(&b'\\') {
+        i += 1;
+    }
+    if matches!(hay.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let mut spaces = 0;
+    while spaces < 4 && matches!(hay.get(i), Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
+        i += 1;
+        spaces += 1;
+    }
+    matches!(hay.get(i), Some(b':' | b'='))
+}
+
 /// A `key = value` assignment whose key really is a secret's name and whose value looks
 /// like a secret; reports the value.
 fn generic(slice: &[u8], caps: &Captures) -> Option<(usize, usize)> {
@@ -547,6 +587,7 @@ pub(crate) fn builtin() -> Vec<Rule> {
                 priority: d.priority,
                 anchored: true,
                 entropy: None,
+                assign_reach: d.assign_reach,
             }
         })
         .collect()
@@ -606,5 +647,6 @@ pub(crate) fn custom(rule: &CustomRule, taken: &[&str]) -> Result<Rule, ScanErro
         priority: 2,
         anchored: false,
         entropy: rule.entropy,
+        assign_reach: None,
     })
 }

@@ -248,7 +248,14 @@ fn pct(v: &[u8], lower: bool) -> String {
 #[test]
 fn known_values_in_every_encoding() {
     let mut rng = Rng::new(15);
-    let value = known_value(&mut rng);
+    // A long value (wide sampling stride) and the shortest accepted one (narrowest).
+    let long = known_value(&mut rng);
+    let short = rng.pick(B62, exact::MIN_KNOWN_LEN);
+    check_known_value(&mut rng, long);
+    check_known_value(&mut rng, short);
+}
+
+fn check_known_value(rng: &mut Rng, value: String) {
     let v = value.as_bytes();
     let known = vec![("credential:test".to_string(), value.clone())];
     let sc = Arc::new(Scanner::exact_only(&known).expect("builds"));
@@ -275,11 +282,7 @@ fn known_values_in_every_encoding() {
         let want = vec![("credential:test".to_string(), 9, 9 + form.len() as u64)];
         assert_eq!(got, want, "{name}");
         check_splits(&sc, text.as_bytes(), 0..=text.len(), name);
-        let padded = format!(
-            "{}{text}{}",
-            filler(&mut rng, 2 * sc.window()),
-            filler(&mut rng, 100)
-        );
+        let padded = format!("{}{text}{}", filler(rng, 2 * sc.window()), filler(rng, 100));
         let lo = 2 * sc.window();
         check_splits(&sc, padded.as_bytes(), lo..=lo + text.len(), name);
     }
@@ -448,4 +451,9 @@ fn window_covers_the_longest_rule() {
         sc.window()
     );
     assert!(sc.window() <= 32 * 1024, "window {}", sc.window());
+    // The figures docs/scan-rules.md gives.
+    assert_eq!(sc.window(), 16_398);
+    let with_custom =
+        Scanner::new(&[custom("c", "acme_[0-9]+", &["acme_"], None)], &[]).expect("builds");
+    assert_eq!(with_custom.window(), 16_902);
 }
