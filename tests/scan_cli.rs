@@ -21,11 +21,11 @@ mod rule {
     pub const OPENAI: &str = "openai-api-key";
     pub const STRIPE: &str = "stripe-secret-key";
     pub const GITHUB: &str = "github-pat";
-    pub const CONNECTION: &str = "postgres-uri";
+    pub const CONNECTION: &str = "postgres-password";
     pub const PRIVATE_KEY: &str = "private-key";
     pub const ANTHROPIC: &str = "anthropic-api-key";
     pub const SLACK_BOT: &str = "slack-bot-token";
-    pub const NPM: &str = "npm-token";
+    pub const NPM: &str = "npm-access-token";
     pub const GITLAB: &str = "gitlab-pat";
 }
 
@@ -116,8 +116,8 @@ fn planted_tree(root: &Path) -> (Expected, Vec<(&'static str, String)>) {
 
     // .env: an OpenAI and a Stripe key between the documented AWS example, a ${VAR}
     // reference and a connection string without a password.
-    let openai = gen::openai(&mut rng);
-    let stripe = gen::stripe(&mut rng);
+    let openai = gen::openai_project(&mut rng);
+    let stripe = gen::stripe_secret(&mut rng);
     write(
         ".env",
         &format!(
@@ -158,7 +158,7 @@ fn planted_tree(root: &Path) -> (Expected, Vec<(&'static str, String)>) {
 
     // JSON with escaping: a service-account file whose private key has literal \n breaks,
     // next to an SRI integrity string.
-    let key = gen::private_key(&mut rng);
+    let key = gen::pem_block(&mut rng, "PRIVATE KEY", 26);
     let integrity = format!("sha512-{}", base64_of(&rng.bytes(64)));
     let account = serde_json::json!({
         "type": "service_account",

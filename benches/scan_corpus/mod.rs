@@ -168,9 +168,14 @@ pub fn slack_webhook(rng: &mut Rng) -> String {
     )
 }
 
+/// A live secret (`sk_`) or restricted (`rk_`) key.
 pub fn stripe(rng: &mut Rng) -> String {
     let kind = *rng.pick(&["sk", "rk"]);
     format!("{kind}_live_51{}", rng.chars(B62, 97))
+}
+
+pub fn stripe_secret(rng: &mut Rng) -> String {
+    format!("sk_live_51{}", rng.chars(B62, 97))
 }
 
 pub fn stripe_publishable(rng: &mut Rng) -> String {
@@ -185,6 +190,14 @@ pub fn openai(rng: &mut Rng) -> String {
     let prefix = *rng.pick(&["sk-proj-", "sk-proj-", "sk-svcacct-"]);
     format!(
         "{prefix}{}T3BlbkFJ{}",
+        rng.chars(B64URL, 74),
+        rng.chars(B64URL, 74)
+    )
+}
+
+pub fn openai_project(rng: &mut Rng) -> String {
+    format!(
+        "sk-proj-{}T3BlbkFJ{}",
         rng.chars(B64URL, 74),
         rng.chars(B64URL, 74)
     )
@@ -313,7 +326,8 @@ pub fn private_key(rng: &mut Rng) -> String {
     pem_block(rng, label, lines)
 }
 
-fn pem_block(rng: &mut Rng, label: &str, lines: usize) -> String {
+/// A PEM block of `lines` base64 lines under `label`.
+pub fn pem_block(rng: &mut Rng, label: &str, lines: usize) -> String {
     let body = STANDARD.encode(rng.bytes(48 * lines));
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in body.as_bytes().chunks(64) {

@@ -20,6 +20,8 @@ pub const CHUNK: usize = 64 * 1024;
 const BINARY_PROBE: usize = 8 * 1024;
 /// How stdin is named in reports.
 const STDIN: &str = "-";
+/// Bytes of newline history kept beyond the scanner's window and two chunks.
+const LINE_MARGIN: u64 = 1 << 20;
 
 /// Report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -320,7 +322,8 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Line numbers for absolute offsets in a stream, remembering only the newlines of the
-/// last stretch a finding can still start in (the scanner's window plus two chunks).
+/// last stretch a finding can still start in: the scanner's window plus two chunks, plus
+/// a margin (a few hundred KiB of offsets at most).
 struct LineIndex {
     consumed: u64,
     keep: u64,
@@ -333,7 +336,7 @@ impl LineIndex {
     fn new(window: usize) -> LineIndex {
         LineIndex {
             consumed: 0,
-            keep: (window as u64).saturating_add(2 * CHUNK as u64),
+            keep: (window as u64).saturating_add(2 * CHUNK as u64 + LINE_MARGIN),
             newlines: VecDeque::new(),
             forgotten: 0,
             last_forgotten: None,
@@ -551,11 +554,12 @@ mod tests {
             chunk.extend_from_slice(&line);
             chunk.push(b'\n');
         }
-        index.push(&chunk);
-        index.push(&chunk);
-        assert!(index.newlines.len() <= 2 * CHUNK / 100 + 1);
-        let offset = chunk.len() as u64 * 2 - 50; // inside the last line
-        let lines = (chunk.len() / 100) as u64 * 2;
+        for _ in 0..8 {
+            index.push(&chunk);
+        }
+        assert!(index.newlines.len() as u64 <= index.keep / 100 + 1);
+        let offset = chunk.len() as u64 * 8 - 50; // inside the last line
+        let lines = (chunk.len() / 100) as u64 * 8;
         assert_eq!(index.position(offset), (lines, 51));
     }
 
