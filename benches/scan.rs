@@ -57,7 +57,7 @@ fn main() {
         .configure_from_args();
     let mut group = criterion.benchmark_group("scan");
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::Bytes(clean.len() as u64));
+    group.throughput(Throughput::BytesDecimal(clean.len() as u64));
     group.bench_function("full-rules/stream-64k", |b| {
         b.iter(|| black_box(stream(&rules, &clean)))
     });
@@ -91,7 +91,12 @@ fn quality(scanner: &Scanner) -> scan_corpus::Score {
         };
         for f in scanner.scan(&file.bytes) {
             let last = f.end.saturating_sub(1).max(f.start);
-            findings.push((file.path.clone(), line_of(f.start), line_of(last)));
+            findings.push((
+                file.path.clone(),
+                line_of(f.start),
+                line_of(last),
+                f.rule.to_string(),
+            ));
         }
     }
     scan_corpus::score(&files, &findings)

@@ -22,7 +22,7 @@ mod rule {
     pub const STRIPE: &str = "stripe-secret-key";
     pub const GITHUB: &str = "github-pat";
     pub const CONNECTION: &str = "postgres-password";
-    pub const PRIVATE_KEY: &str = "private-key";
+    pub const SERVICE_ACCOUNT: &str = "gcp-service-account-key";
     pub const ANTHROPIC: &str = "anthropic-api-key";
     pub const SLACK_BOT: &str = "slack-bot-token";
     pub const NPM: &str = "npm-access-token";
@@ -177,7 +177,11 @@ fn planted_tree(root: &Path) -> (Expected, Vec<(&'static str, String)>) {
         .position(|l| l.contains("\"private_key\""))
         .unwrap() as u64
         + 1;
-    expect("config/service-account.json", key_line, rule::PRIVATE_KEY);
+    expect(
+        "config/service-account.json",
+        key_line,
+        rule::SERVICE_ACCOUNT,
+    );
     values.push(("private-key", key));
 
     // Source code: an Anthropic key, a masked key and a public key block.

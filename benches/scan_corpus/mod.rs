@@ -780,7 +780,7 @@ fn render(ctx: Context, lang: &str, item: &Item, rng: &mut Rng) -> Vec<String> {
                 }),
                 _ => serde_json::json!({
                     "type": "tool_use", "tool": "bash",
-                    "input": format!("export {}", text.replace('\n', " && export ")),
+                    "input": format!("cat > .env.staging <<'EOF'\n{text}\nEOF"),
                 }),
             };
             lines.push(record.to_string());
@@ -1136,6 +1136,10 @@ pub struct Score {
     pub by_kind: Vec<(&'static str, bool, usize, usize)>,
     /// Per context: (context, secrets, found).
     pub by_context: Vec<(&'static str, usize, usize)>,
+    /// Which rules flagged hard negatives: (negative kind, rule, count).
+    pub flagged_by: Vec<(&'static str, String, usize)>,
+    /// Secrets not found: (file, first line, kind).
+    pub misses: Vec<(String, usize, &'static str)>,
 }
 
 impl Score {
@@ -1167,16 +1171,31 @@ impl Score {
                 let _ = writeln!(out, "  missed   {kind:<24} {}/{n}", n - hit);
             }
             if !*secret && *hit > 0 {
-                let _ = writeln!(out, "  flagged  {kind:<24} {hit}/{n}");
+                let rules: Vec<String> = self
+                    .flagged_by
+                    .iter()
+                    .filter(|(k, _, _)| k == kind)
+                    .map(|(_, rule, count)| format!("{rule} {count}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  flagged  {kind:<24} {hit}/{n} (by {})",
+                    rules.join(", ")
+                );
             }
+        }
+        for (path, line, kind) in self.misses.iter().take(30) {
+            let _ = writeln!(out, "  miss at  {path}:{line} ({kind})");
         }
         out
     }
 }
 
-/// Scores findings given as `(file path, first line, last line)`; a finding counts for an
-/// item when their line ranges overlap.
-pub fn score(files: &[CorpusFile], findings: &[(String, usize, usize)]) -> Score {
+/// A finding as the scorer sees it: file path, first and last line, rule id.
+pub type LineFinding = (String, usize, usize, String);
+
+/// Scores findings; a finding counts for an item when their line ranges overlap.
+pub fn score(files: &[CorpusFile], findings: &[LineFinding]) -> Score {
     let mut score = Score::default();
     let mut kinds: Vec<(&'static str, bool, usize, usize)> = Vec::new();
     let mut contexts: Vec<(&'static str, usize, usize)> =
@@ -1185,10 +1204,20 @@ pub fn score(files: &[CorpusFile], findings: &[(String, usize, usize)]) -> Score
     for file in files {
         for p in &file.planted {
             let mut hit = false;
-            for (i, (path, first, last)) in findings.iter().enumerate() {
+            for (i, (path, first, last, rule)) in findings.iter().enumerate() {
                 if *path == file.path && *first <= p.last_line && *last >= p.first_line {
                     hit = true;
                     matched[i] = true;
+                    if !p.secret {
+                        match score
+                            .flagged_by
+                            .iter_mut()
+                            .find(|(k, r, _)| *k == p.kind && r == rule)
+                        {
+                            Some(entry) => entry.2 += 1,
+                            None => score.flagged_by.push((p.kind, rule.clone(), 1)),
+                        }
+                    }
                 }
             }
             let entry = match kinds.iter_mut().find(|k| k.0 == p.kind) {
@@ -1200,6 +1229,9 @@ pub fn score(files: &[CorpusFile], findings: &[(String, usize, usize)]) -> Score
             };
             entry.2 += 1;
             entry.3 += usize::from(hit);
+            if p.secret && !hit {
+                score.misses.push((file.path.clone(), p.first_line, p.kind));
+            }
             if p.secret {
                 score.secrets += 1;
                 score.found += usize::from(hit);
