@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # cordon scan against the secret scanners it can get, on the same generated files in the
 # same run: recall and hard negatives flagged on the evaluation corpus (scored from each
-# tool's own report against the corpus manifest, by file and line), and single-core MB/s
-# on secret-free text.
+# tool's own report against the corpus manifest, by file and line), and throughput on
+# secret-free text pinned to one core, as MB per CPU-second (user + system time, so that
+# other load on a shared machine does not count against a tool; wall time is shown too).
 #
-#   benches/scan-peers.sh                 # PERF_MIB=16 SEED=20261126 by default
-#   PERF_MIB=64 benches/scan-peers.sh
+#   benches/scan-peers.sh                 # PERF_MIB=16 SEED=20261126 CPU=0 by default
+#   PERF_MIB=64 benches/scan-peers.sh     # detect-secrets needs about 5 s per MiB
 #
 # Peers: ripsecrets (cargo install --locked) and detect-secrets (pip, in a venv) are
 # installed under $CORDON_PEERS_CACHE (default ~/.cache/cordon-peers) on first use;
@@ -96,13 +97,14 @@ for tool in "${TOOLS[@]}"; do
     say "== $tool: ${PERF_MIB} MiB secret-free, pinned to CPU $CPU"
     # Warm the page cache, then time one pass on one core.
     cat "$PERF"/* >/dev/null
-    if /usr/bin/time -f '%e %M' -o "$WORK/time.$tool" \
+    if /usr/bin/time -f '%e %U %S %M' -o "$WORK/time.$tool" \
         taskset -c "$CPU" bash -c "$(declare -f "$runner"); $(declare -p CORDON RIPSECRETS DETECT_SECRETS GITLEAKS KINGFISHER 2>/dev/null); $runner '$PERF' '$WORK/out/$tool.perf'"; then
-        read -r secs rss_kb <"$WORK/time.$tool"
-        printf '%s %s %s %s\n' "$tool" "$secs" "$rss_kb" "$(version "$tool")" >>"$WORK/timings"
+        read -r wall user sys rss_kb <"$WORK/time.$tool"
+        cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')
+        printf '%s %s %s %s %s\n' "$tool" "$wall" "$cpu" "$rss_kb" "$(version "$tool")" >>"$WORK/timings"
     else
         say "$tool: failed on the secret-free corpus"
-        printf '%s - - %s\n' "$tool" "$(version "$tool")" >>"$WORK/timings"
+        printf '%s - - - %s\n' "$tool" "$(version "$tool")" >>"$WORK/timings"
     fi
 done
 
@@ -187,24 +189,24 @@ def score(found):
 
 timings = {}
 for line in open(timings_path):
-    tool, secs, rss, *version = line.split()
-    timings[tool] = (secs, rss, " ".join(version))
+    tool, wall, cpu, rss, *version = line.split()
+    timings[tool] = (wall, cpu, rss, " ".join(version))
 
 print()
 print(f"Evaluation corpus: {sum(it['secret'] for it in items)} planted secrets, "
       f"{sum(not it['secret'] for it in items)} hard negatives; "
       f"throughput on {perf_mib} MiB of secret-free text, one core.")
 print()
-print("| tool | version | recall | hard negatives flagged | precision | findings off planted lines | MB/s (1 core) | peak RSS MiB |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| tool | version | recall | hard negatives flagged | precision | findings off planted lines | MB per CPU-s (1 core) | wall s | peak RSS MiB |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 misses = {}
-for tool, (secs, rss, version) in timings.items():
+for tool, (wall, cpu, rss, version) in timings.items():
     recall, flagged, precision, stray, total, missed, wrong = score(
         findings(tool, os.path.join(out_dir, tool + ".report")))
     misses[tool] = (missed, wrong)
-    mbs = f"{perf_bytes / 1e6 / float(secs):.1f}" if secs != "-" and float(secs) > 0 else "-"
+    mbs = f"{perf_bytes / 1e6 / max(float(cpu), 0.01):.1f}" if cpu != "-" else "-"
     rss_mib = f"{int(rss) / 1024:.0f}" if rss != "-" else "-"
-    print(f"| {tool} | {version} | {recall:.3f} | {flagged:.3f} | {precision:.3f} | {stray} | {mbs} | {rss_mib} |")
+    print(f"| {tool} | {version} | {recall:.3f} | {flagged:.3f} | {precision:.3f} | {stray} | {mbs} | {wall} | {rss_mib} |")
 print()
 for tool, (missed, wrong) in misses.items():
     for label, counts in (("missed", missed), ("flagged", wrong)):

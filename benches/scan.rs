@@ -1,6 +1,7 @@
 //! The secret scanner: quality on the generated evaluation corpus (recall, hard negatives
 //! flagged), then single-thread throughput over 100+ MiB of secret-free source code, logs
-//! and JSON, streamed in 64 KiB chunks as the proxy and `cordon scan` feed it.
+//! and JSON, streamed in 64 KiB chunks as the proxy and `cordon scan` feed it: exact
+//! matching alone (20 held credentials in all their encodings), the full rule set, and both.
 //!
 //! `cargo bench --bench scan` (quality report on stderr, MB/s from criterion);
 //! `cargo bench --bench scan -- --quality` prints only the quality report.
@@ -29,6 +30,7 @@ fn main() {
     let rules = Arc::new(Scanner::new(&[], &[]).expect("built-in rules compile"));
     let held = scan_corpus::held_credentials(SEED, HELD);
     let rules_and_held = Arc::new(Scanner::new(&[], &held).expect("held values compile"));
+    let exact = Arc::new(Scanner::exact_only(&held).expect("held values compile"));
 
     eprintln!("== quality: evaluation corpus (seed {SEED}) ==");
     eprint!("{}", quality(&rules).report());
@@ -58,6 +60,9 @@ fn main() {
     let mut group = criterion.benchmark_group("scan");
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::BytesDecimal(clean.len() as u64));
+    group.bench_function("exact-only-20-held/stream-64k", |b| {
+        b.iter(|| black_box(stream(&exact, &clean)))
+    });
     group.bench_function("full-rules/stream-64k", |b| {
         b.iter(|| black_box(stream(&rules, &clean)))
     });

@@ -29,20 +29,31 @@ mod rule {
     pub const GITLAB: &str = "gitlab-pat";
 }
 
-/// A directory of its own for each test, so parallel tests never share files.
-fn scratch_dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-scan-cli-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of its own for each test, so parallel tests never share files; removed
+/// when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "cordon-scan-cli-{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 struct Outcome {
@@ -304,7 +315,8 @@ fn parse_text(stdout: &str, root: &Path) -> Vec<(String, u64, u64, String)> {
 
 #[test]
 fn a_planted_tree_reports_exactly_the_planted_secrets() {
-    let root = scratch_dir().join("tree");
+    let scratch = Scratch::new();
+    let root = scratch.0.join("tree");
     let (expected, values) = planted_tree(&root);
     let out = scan(&[root.to_str().unwrap()], None);
     assert_no_values(&out, &values);
@@ -338,7 +350,8 @@ fn a_planted_tree_reports_exactly_the_planted_secrets() {
 
 #[test]
 fn json_output_carries_path_line_columns_and_rule_only() {
-    let root = scratch_dir().join("tree");
+    let scratch = Scratch::new();
+    let root = scratch.0.join("tree");
     let (expected, values) = planted_tree(&root);
     let out = scan(&["--format", "json", root.to_str().unwrap()], None);
     assert_no_values(&out, &values);
@@ -366,7 +379,8 @@ fn json_output_carries_path_line_columns_and_rule_only() {
 
 #[test]
 fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
-    let root = scratch_dir().join("tree");
+    let scratch = Scratch::new();
+    let root = scratch.0.join("tree");
     let (expected, values) = planted_tree(&root);
     let out = scan(&["--format", "sarif", root.to_str().unwrap()], None);
     assert_no_values(&out, &values);
@@ -415,7 +429,8 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
 
 #[test]
 fn a_clean_tree_exits_0() {
-    let root = scratch_dir().join("clean");
+    let scratch = Scratch::new();
+    let root = scratch.0.join("clean");
     let values = clean_tree(&root);
     let out = scan(&[root.to_str().unwrap()], None);
     assert_no_values(&out, &values);
@@ -439,7 +454,8 @@ fn a_clean_tree_exits_0() {
 
 #[test]
 fn a_missing_path_exits_2_naming_it() {
-    let dir = scratch_dir();
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
     let missing = dir.join("no-such-dir");
     let out = scan(&[missing.to_str().unwrap()], None);
     assert_eq!(out.code, 2);
@@ -467,7 +483,8 @@ fn a_missing_path_exits_2_naming_it() {
 
 #[test]
 fn a_bad_config_exits_2() {
-    let dir = scratch_dir();
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
     let config = dir.join("cordon.yaml");
     std::fs::write(&config, "version: 1\nno_such_key: true\n").unwrap();
     let out = scan(&["--config", config.to_str().unwrap(), "-"], Some(b"x\n"));
@@ -516,7 +533,8 @@ fn redact_replaces_each_secret_and_keeps_the_rest() {
     assert!(out.stderr.contains(&format!("-:2:9: {}", rule::ANTHROPIC)));
 
     // One file works too; several files or a directory are a usage error.
-    let dir = scratch_dir();
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
     let file = dir.join("agent.log");
     std::fs::write(&file, &input).unwrap();
     let out = scan(&["--redact", file.to_str().unwrap()], None);
@@ -537,7 +555,8 @@ fn redact_replaces_each_secret_and_keeps_the_rest() {
 
 #[test]
 fn positions_stay_right_deep_into_a_file_larger_than_many_chunks() {
-    let dir = scratch_dir();
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
     let mut rng = gen::Rng::new(17);
     let token = gen::github_classic(&mut rng, "ghp");
     // 42,000 lines of 100 bytes (4.2 MB). Line 656 starts at offset 65,500, so its token
