@@ -49,6 +49,7 @@ pub struct ScanArgs {
     pub redact: bool,
     /// Files, directories (recursively; binary files and symlinks inside are skipped), or
     /// `-` for stdin, the default.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
 
