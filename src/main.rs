@@ -42,6 +42,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Find secrets in files, directories or stdin (exit 0 clean, 1 findings, 2 error).
+    #[command(
+        after_help = "Examples:\n  cordon scan .\n  cordon scan --format sarif src/ > cordon.sarif\n  some-agent 2>&1 | cordon scan --redact > agent.log"
+    )]
+    Scan(cordon::cli::scan::ScanArgs),
     /// Manage the local CA that signs certificates for intercepted hosts.
     Ca {
         #[command(subcommand)]
@@ -86,6 +91,7 @@ fn main() {
             cordon::cli::serve::run_role(&config, log_format, cordon::cli::serve::Role::Dns)
         }
         Command::Check { config } => cordon::cli::check::run(&config),
+        Command::Scan(args) => cordon::cli::scan::run(&args),
         Command::Ca {
             command: CaCommand::Init(location),
         } => cordon::cli::ca::init(&location),

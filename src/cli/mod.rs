@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod ca;
 pub mod check;
+pub mod scan;
 pub mod serve;
 
 use std::io::IsTerminal;
