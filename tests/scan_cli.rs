@@ -733,3 +733,41 @@ mod sarif_schema {
         }
     }
 }
+
+#[test]
+fn a_config_adds_known_values_and_custom_rules() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.clone();
+    let mut raw = [0u8; 12];
+    getrandom::fill(&mut raw).unwrap();
+    let known: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(dir.join("known"), format!("{known}\n")).unwrap();
+    let config = dir.join("cordon.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nagent: {{ name: scan }}\naudit: {{ path: \"{d}/a.jsonl\" }}\nscanning:\n  known_values: [{{ file: \"{d}/known\" }}]\n  rules: [{{ id: internal-ticket-key, regex: \"TKT-[0-9]{{8}}\", keywords: [\"TKT-\"] }}]\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let input = format!("line one\nvalue={known}\nticket TKT-12345678 here\n");
+    let out = scan(
+        &["--config", config.to_str().unwrap(), "-"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.contains(":2:7: known:"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(":3:8: internal-ticket-key"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains(&known) && !out.stderr.contains(&known),
+        "the value is never printed"
+    );
+    // Without the config, neither is a finding.
+    let out = scan(&["-"], Some(input.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}

@@ -34,3 +34,26 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// The `scanning.known_values`, read once at start (id `known:<VAR>` or `known:<file>`).
+pub fn known_values(config: &crate::config::Config) -> Result<Vec<(String, String)>, String> {
+    let mut known = Vec::new();
+    for (i, source) in config.scanning.known_values.iter().enumerate() {
+        let at = format!("{}: scanning.known_values[{i}]", config.source.display());
+        let (id, value) = match source {
+            crate::config::KnownValue::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => (format!("known:{name}"), value),
+                _ => return Err(format!("{at}: environment variable {name} is not set")),
+            },
+            crate::config::KnownValue::File(path) => match std::fs::read_to_string(path) {
+                Ok(value) if !value.trim().is_empty() => {
+                    (format!("known:{}", path.display()), value.trim().to_owned())
+                }
+                Ok(_) => return Err(format!("{at}: {} is empty", path.display())),
+                Err(err) => return Err(format!("{at}: cannot read {}: {err}", path.display())),
+            },
+        };
+        known.push((id, value));
+    }
+    Ok(known)
+}

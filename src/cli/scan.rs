@@ -143,21 +143,31 @@ pub fn run(args: &ScanArgs) -> i32 {
     exit_code(&errors, &findings)
 }
 
-/// The custom rules and known values that `--config` contributes to the scanner.
-///
-/// The config has no `scanning.rules` or `scanning.known_values` yet; once it does, they are
-/// mapped here (custom rules as they are, each known value as `(rule id, value)`), and so
-/// are the values of the credentials the config can resolve offline.
-pub fn scanner_inputs(cfg: &Config) -> (Vec<CustomRule>, Vec<(String, String)>) {
-    let _ = cfg;
-    (Vec::new(), Vec::new())
+/// Custom rules, and known values as (rule id, value).
+pub type ScannerInputs = (Vec<CustomRule>, Vec<(String, String)>);
+
+/// The custom rules and known values that `--config` contributes to the scanner: the
+/// `scanning.rules`, the `scanning.known_values`, and the values of credentials with an
+/// `env` source (the ones that can be read without running or asking anything).
+pub fn scanner_inputs(cfg: &Config) -> Result<ScannerInputs, String> {
+    let mut known = crate::cli::known_values(cfg)?;
+    for spec in &cfg.credentials {
+        if let crate::credentials::SourceSpec::Env(name) = &spec.source {
+            if let Ok(value) = std::env::var(name) {
+                if !value.is_empty() {
+                    known.push((format!("credential:{}", spec.id), value));
+                }
+            }
+        }
+    }
+    Ok((cfg.scanning.rules.clone(), known))
 }
 
 fn build_scanner(config: Option<&Path>) -> Result<Arc<Scanner>, String> {
     let (custom, known) = match config {
         Some(path) => {
             let cfg = config::load(path).map_err(|e| e.to_string())?;
-            scanner_inputs(&cfg)
+            scanner_inputs(&cfg)?
         }
         None => (Vec::new(), Vec::new()),
     };

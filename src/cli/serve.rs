@@ -2,7 +2,7 @@
 
 use crate::audit::{AuditWriter, Record, Stamp};
 use crate::cli::LogFormat;
-use crate::config::{self, Config, KnownValue};
+use crate::config::{self, Config};
 use crate::credentials::Credentials;
 use crate::dns::{DnsService, Forwarder};
 use crate::metrics::Metrics;
@@ -174,7 +174,7 @@ async fn serve(config: Config, role: Role) -> i32 {
         config.agent.instance.as_deref(),
         &config.policy_hash,
     ));
-    let known = match known_values(&config) {
+    let known = match crate::cli::known_values(&config) {
         Ok(known) => known,
         Err(err) => {
             eprintln!("{cmd}: {err}");
@@ -277,29 +277,6 @@ async fn serve(config: Config, role: Role) -> i32 {
     let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     tracing::info!("audit trail flushed; bye");
     0
-}
-
-/// The `scanning.known_values`, read once at start (id `known:<VAR>` or `known:<file>`).
-fn known_values(config: &Config) -> Result<Vec<(String, String)>, String> {
-    let mut known = Vec::new();
-    for (i, source) in config.scanning.known_values.iter().enumerate() {
-        let at = format!("{}: scanning.known_values[{i}]", config.source.display());
-        let (id, value) = match source {
-            KnownValue::Env(name) => match std::env::var(name) {
-                Ok(value) if !value.is_empty() => (format!("known:{name}"), value),
-                _ => return Err(format!("{at}: environment variable {name} is not set")),
-            },
-            KnownValue::File(path) => match std::fs::read_to_string(path) {
-                Ok(value) if !value.trim().is_empty() => {
-                    (format!("known:{}", path.display()), value.trim().to_owned())
-                }
-                Ok(_) => return Err(format!("{at}: {} is empty", path.display())),
-                Err(err) => return Err(format!("{at}: cannot read {}: {err}", path.display())),
-            },
-        };
-        known.push((id, value));
-    }
-    Ok(known)
 }
 
 /// The known values plus every credential's current value, as the scanner matches them.
