@@ -18,6 +18,11 @@ use std::task::{Context, Poll};
 /// secret found after bytes went out resets the upstream connection.
 pub const SCAN_WINDOW: usize = 1024 * 1024;
 
+/// Responses up to this declared length are scanned whole, so their framing is kept;
+/// longer ones stream through the redactor. Smaller than the request window so that
+/// many concurrent large downloads do not each hold a megabyte.
+pub const RESPONSE_WINDOW: usize = 64 * 1024;
+
 /// Errors a scanning body hands to hyper, which aborts the exchange.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -408,7 +413,7 @@ pub async fn inbound(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .filter(|len| *len <= SCAN_WINDOW as u64);
+        .filter(|len| *len <= RESPONSE_WINDOW as u64);
     let Some(declared) = declared else {
         if action != ScanAction::Log {
             // Redaction (or a cut) may change the length; let the framing follow the bytes.
