@@ -137,33 +137,11 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
     let outbound = Arc::new(Outbound::default());
     let upstream_req = Request::from_parts(parts, Counted::new(body, outbound.clone()));
     match ex.state().client.clone().request(upstream_req).await {
-        Ok(response) => {
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let body = match super::scan::scan_response(&mut ex, &mut parts.headers, body).await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            let status = parts.status.as_u16();
-            Response::from_parts(
-                parts,
-                Either::Right(Metered::new(body, status, outbound, ex)),
-            )
-        }
+        Ok(response) => respond(ex, response, outbound).await,
         Err(err) => {
             tracing::debug!(error = %err, "upstream request failed");
-            // Tag the fault by where it came from: a broken request body is the agent's.
-            if super::scan::cut_by_scan(&ex) {
-                return ex.deny(
-                    DenyReason::SecretInRequest,
-                    "a secret was found in the streaming request body; the upstream exchange was cut",
-                );
-            }
-            if outbound.failed.load(Ordering::Relaxed) {
-                return ex.deny(
-                    DenyReason::MalformedRequest,
-                    "the request body is malformed (bad chunked encoding or cut short)",
-                );
+            if let Some(response) = agent_fault(&mut ex, &outbound) {
+                return response;
             }
             let hint = if err.is_connect() {
                 format!("cannot connect to {}:{}", dest.host, dest.port)
@@ -173,6 +151,44 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
             ex.deny(DenyReason::UpstreamUnreachable, hint)
         }
     }
+}
+
+/// Hands the origin's response to the agent: hop-by-hop headers out, the inbound scan, and
+/// a body that closes the record when its last byte is gone.
+pub(crate) async fn respond(
+    mut ex: Exchange,
+    response: Response<Incoming>,
+    outbound: Arc<Outbound>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = match super::scan::scan_response(&mut ex, &mut parts.headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let status = parts.status.as_u16();
+    Response::from_parts(
+        parts,
+        Either::Right(Metered::new(body, status, outbound, ex)),
+    )
+}
+
+/// After a failed upstream exchange, the refusal when the fault lies on the agent's side:
+/// the outbound scan cut the body, or the agent's body broke. `None`: the upstream's fault.
+pub(crate) fn agent_fault(ex: &mut Exchange, outbound: &Outbound) -> Option<Response<ProxyBody>> {
+    if super::scan::cut_by_scan(ex) {
+        return Some(ex.deny(
+            DenyReason::SecretInRequest,
+            "a secret was found in the streaming request body; the upstream exchange was cut",
+        ));
+    }
+    if outbound.failed.load(Ordering::Relaxed) {
+        return Some(ex.deny(
+            DenyReason::MalformedRequest,
+            "the request body is malformed (bad chunked encoding or cut short)",
+        ));
+    }
+    None
 }
 
 /// Reads the destination of an absolute-form request; anything else is not a proxy request.

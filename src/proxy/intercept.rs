@@ -4,9 +4,7 @@
 //! address checked when the tunnel opened.
 
 use super::exchange::{Counted, Exchange, Metered, Outbound, ProxyBody};
-use super::handler::{
-    checked_path, decide, parse_authority, strip_hop_by_hop, strip_request_headers,
-};
+use super::handler::{checked_path, decide, parse_authority, strip_request_headers};
 use super::State;
 use crate::policy::{DenyReason, Target};
 use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
@@ -22,7 +20,6 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -287,31 +284,12 @@ async fn forward(
                     );
                 }
             }
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let body = match super::scan::scan_response(&mut ex, &mut parts.headers, body).await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            let status = parts.status.as_u16();
-            Response::from_parts(
-                parts,
-                Either::Right(Metered::new(body, status, outbound, ex)),
-            )
+            super::handler::respond(ex, response, outbound).await
         }
         Err(err) => {
             tracing::debug!(error = %err, "intercepted upstream request failed");
-            if super::scan::cut_by_scan(&ex) {
-                return ex.deny(
-                    DenyReason::SecretInRequest,
-                    "a secret was found in the streaming request body; the upstream exchange was cut",
-                );
-            }
-            if outbound.failed.load(Ordering::Relaxed) {
-                return ex.deny(
-                    DenyReason::MalformedRequest,
-                    "the request body is malformed (bad chunked encoding or cut short)",
-                );
+            if let Some(response) = super::handler::agent_fault(&mut ex, &outbound) {
+                return response;
             }
             if is_certificate_error(&err) {
                 return ex.deny(

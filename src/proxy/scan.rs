@@ -340,25 +340,15 @@ pub async fn outbound(
     }
     // Read up to the window; a body that ends within it is scanned whole.
     let mut buffered = BytesMut::new();
-    loop {
-        if buffered.len() > SCAN_WINDOW {
-            let check = Box::new(Check::new(&scanner, action, "outbound", log.clone()));
-            strip_length(parts);
-            return Ok(Outbound::Send(OutboundBody::Stream {
-                prefix: Some(buffered.freeze()),
-                rest: body,
-                check,
-            }));
-        }
-        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            None => break,
-            Some(Err(err)) => return Err(err.into()),
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    buffered.extend_from_slice(data);
-                }
-            }
-        }
+    if !read_into(&mut body, &mut buffered, SCAN_WINDOW).await? {
+        let check = Box::new(Check::new(&scanner, action, "outbound", log.clone()));
+        strip_length(parts);
+        let prefix = Some(buffered.freeze());
+        return Ok(Outbound::Send(OutboundBody::Stream {
+            prefix,
+            rest: body,
+            check,
+        }));
     }
     let whole = buffered.freeze();
     let findings = scanner.scan(&whole);
@@ -378,9 +368,7 @@ pub async fn outbound(
         ))),
         ScanAction::Log => Ok(Outbound::Send(OutboundBody::Whole(Some(whole)))),
         ScanAction::Redact => {
-            let mut redactor = scanner.redactor();
-            let (mut out, _) = redactor.feed(&whole);
-            out.extend(redactor.finish().0);
+            let (out, _) = scanner.redact(&whole);
             parts.headers.remove(TRANSFER_ENCODING);
             parts
                 .headers
@@ -423,11 +411,7 @@ pub async fn inbound(
         return Ok(Inbound::Send(InboundBody::Scanned { inner: body, check }));
     };
     let mut whole = BytesMut::with_capacity(declared as usize);
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        if let Some(data) = frame?.data_ref() {
-            whole.extend_from_slice(data);
-        }
-    }
+    read_into(&mut body, &mut whole, usize::MAX).await?;
     let whole = whole.freeze();
     let findings = scanner.scan(&whole);
     if findings.is_empty() {
@@ -446,13 +430,30 @@ pub async fn inbound(
             rules.join(", ")
         ))),
         ScanAction::Redact => {
-            let mut redactor = scanner.redactor();
-            let (mut out, _) = redactor.feed(&whole);
-            out.extend(redactor.finish().0);
+            let (out, _) = scanner.redact(&whole);
             headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
             Ok(Inbound::Send(InboundBody::Whole(Some(Bytes::from(out)))))
         }
     }
+}
+
+/// Reads `body` into `into` until it ends (true) or holds more than `limit` bytes (false).
+async fn read_into(
+    body: &mut Incoming,
+    into: &mut BytesMut,
+    limit: usize,
+) -> Result<bool, BoxError> {
+    while into.len() <= limit {
+        match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            None => return Ok(true),
+            Some(frame) => {
+                if let Some(data) = frame?.data_ref() {
+                    into.extend_from_slice(data);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn strip_length(parts: &mut Parts) {
