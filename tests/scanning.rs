@@ -11,13 +11,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn token(prefix: &str) -> String {
-    let mut bytes = [0u8; 18];
-    getrandom::fill(&mut bytes).unwrap();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{hex}")
-}
-
 struct Setup {
     origin_ca: TestCa,
     ca_file: PathBuf,
@@ -84,36 +77,6 @@ fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>) {
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// Stops cordon and checks that no value appears in anything it wrote.
-fn assert_no_secret(cordon: Cordon, secrets: &[&str]) {
-    let dir = cordon.dir().to_path_buf();
-    let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
-    assert_eq!(cordon.stop(), 0);
-    for (name, text) in [
-        (
-            "audit trail",
-            std::fs::read(dir.join("audit.jsonl")).unwrap_or_default(),
-        ),
-        (
-            "stderr",
-            std::fs::read(dir.join("stderr.log")).unwrap_or_default(),
-        ),
-        (
-            "stdout",
-            std::fs::read(dir.join("stdout.log")).unwrap_or_default(),
-        ),
-        ("metrics", metrics),
-    ] {
-        for secret in secrets {
-            assert!(
-                !contains(&text, secret),
-                "a secret value appears in cordon's {name}"
-            );
-        }
-    }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -1439,3 +1439,42 @@ fn echo_lines(
         }
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Secrets in tests
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh random token; tests never use real secrets.
+pub fn token(prefix: &str) -> String {
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{hex}")
+}
+
+/// Asserts that no secret appears in anything cordon wrote. Stops cordon first, so the trail
+/// and the logs are complete when they are read.
+pub fn assert_no_secret(cordon: Cordon, secrets: &[&str]) {
+    let (_, metrics, _) = curl(&[&format!("http://{}/metrics", cordon.admin_addr())]);
+    let metrics = String::from_utf8_lossy(&metrics).to_string();
+    let dir = cordon.dir().to_path_buf();
+    assert_eq!(cordon.stop(), 0);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let trail = read("audit.jsonl");
+    assert!(!trail.is_empty());
+    for (name, text) in [
+        ("audit trail", trail),
+        ("stderr", read("stderr.log")),
+        ("stdout", read("stdout.log")),
+        ("metrics", metrics),
+    ] {
+        for secret in secrets {
+            // Never print the secret itself, not even in a failure message.
+            assert!(
+                !text.contains(secret),
+                "a credential value appears in cordon's {name}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
