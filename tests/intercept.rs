@@ -56,31 +56,6 @@ audit: {{ path: "{{dir}}/audit.jsonl", fsync: none }}
     }
 }
 
-/// Runs curl through cordon, trusting only cordon's CA; returns (status, body, http version).
-fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>, String) {
-    let ca = cordon.dir().join("ca/ca.crt");
-    let proxy = format!("http://{}", cordon.proxy_addr());
-    let mut full = vec![
-        "-x",
-        &proxy,
-        "--cacert",
-        ca.to_str().unwrap(),
-        "-w",
-        "\n%{http_code} %{http_version}",
-    ];
-    full.extend_from_slice(args);
-    let (code, out, err) = curl(&full);
-    assert_eq!(code, 0, "curl {args:?}: {err}");
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (body, tail) = text.rsplit_once('\n').unwrap();
-    let (status, version) = tail.split_once(' ').unwrap();
-    (
-        status.parse().unwrap(),
-        body.as_bytes().to_vec(),
-        version.to_owned(),
-    )
-}
-
 fn bearer(seen: &SeenRequest) -> String {
     seen.header("authorization")
         .unwrap_or("")

@@ -55,26 +55,6 @@ audit: {{ path: "{{dir}}/audit.jsonl", fsync: none }}
     }
 }
 
-fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>) {
-    let ca = cordon.dir().join("ca/ca.crt");
-    let proxy = format!("http://{}", cordon.proxy_addr());
-    let mut full = vec![
-        "-x",
-        &proxy,
-        "--cacert",
-        ca.to_str().unwrap(),
-        "-w",
-        "\n%{http_code}",
-    ];
-    full.extend_from_slice(args);
-    let (code, out, err) = curl(&full);
-    assert_eq!(code, 0, "curl: {err}");
-    let text = out;
-    let cut = text.iter().rposition(|b| *b == b'\n').unwrap();
-    let status = String::from_utf8_lossy(&text[cut + 1..]).parse().unwrap();
-    (status, text[..cut].to_vec())
-}
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -95,7 +75,7 @@ fn a_held_credential_in_a_request_body_is_blocked_before_the_origin_sees_a_byte(
             format!("https://origin.test:{}/echo", tls.port()),
             format!("http://plain.test:{}/echo", plain.port()),
         ] {
-            let (status, reply) = curl_via(&cordon, &["--data-binary", &body, &url]);
+            let (status, reply, _) = curl_via(&cordon, &["--data-binary", &body, &url]);
             assert_eq!(status, 403, "{url}");
             assert!(contains(&reply, "secret_in_request"));
         }
@@ -109,7 +89,7 @@ fn a_held_credential_in_a_request_body_is_blocked_before_the_origin_sees_a_byte(
     assert_eq!(record["findings"][0]["rule"], "credential:demo");
     assert_eq!(record["findings"][0]["direction"], "outbound");
     // The allowed twin: the same request without the value goes through, injected.
-    let (status, _) = curl_via(
+    let (status, _, _) = curl_via(
         &cordon,
         &[
             "--data-binary",
@@ -132,7 +112,7 @@ fn an_origin_echoing_the_injected_credential_reaches_the_agent_redacted() {
         &setup.config(tls.port(), plain.port(), "{}"),
         &[("CORDON_TEST_DEMO", &secret)],
     );
-    let (status, reply) = curl_via(
+    let (status, reply, _) = curl_via(
         &cordon,
         &[&format!("https://origin.test:{}/echo-headers", tls.port())],
     );
@@ -173,7 +153,7 @@ fn redact_and_log_modes_change_what_the_origin_receives() {
         &setup.config(tls.port(), plain.port(), "{ outbound: redact }"),
         &[("CORDON_TEST_DEMO", &secret)],
     );
-    let (status, _) = curl_via(&cordon, &["--data-binary", &body, &url]);
+    let (status, _, _) = curl_via(&cordon, &["--data-binary", &body, &url]);
     assert_eq!(status, 200);
     let seen = plain.requests().pop().unwrap();
     assert_eq!(seen.body, b"before [REDACTED:credential:demo] after");
@@ -183,7 +163,7 @@ fn redact_and_log_modes_change_what_the_origin_receives() {
         &setup.config(tls.port(), plain.port(), "{ outbound: log, inbound: log }"),
         &[("CORDON_TEST_DEMO", &secret)],
     );
-    let (status, _) = curl_via(&cordon, &["--data-binary", &body, &url]);
+    let (status, _, _) = curl_via(&cordon, &["--data-binary", &body, &url]);
     assert_eq!(status, 200);
     assert!(
         plain.requests().pop().unwrap().body == body.as_bytes(),
@@ -216,7 +196,7 @@ fn a_100_mib_body_streams_through_with_bounded_memory() {
     }
     let size = std::fs::metadata(&file).unwrap().len();
     let data = format!("@{}", file.display());
-    let (status, reply) = curl_via(
+    let (status, reply, _) = curl_via(
         &cordon,
         &[
             "--data-binary",

@@ -143,11 +143,13 @@ async fn serve(config: Config, role: Role) -> i32 {
         None => None,
     };
 
-    let intercepts = config
-        .policy
-        .egress()
-        .iter()
-        .any(|entry| entry.tls == TlsMode::Intercept);
+    // `cordon dns` carries no proxy traffic: no CA to load, no credential to fetch.
+    let intercepts = role == Role::Serve
+        && config
+            .policy
+            .egress()
+            .iter()
+            .any(|entry| entry.tls == TlsMode::Intercept);
     let ca = if intercepts {
         match LocalCa::load_or_create(&config.tls.ca_dir) {
             Ok(ca) => Some(Arc::new(ca)),
@@ -167,7 +169,16 @@ async fn serve(config: Config, role: Role) -> i32 {
         }
     };
     let credentials = Arc::new(
-        Credentials::start_with_roots(&config.credentials, &config.tls.extra_roots, &metrics).await,
+        Credentials::start_with_roots(
+            if role == Role::Serve {
+                &config.credentials
+            } else {
+                &[]
+            },
+            &config.tls.extra_roots,
+            &metrics,
+        )
+        .await,
     );
     let stamp = Arc::new(Stamp::new(
         &config.agent.name,

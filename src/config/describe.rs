@@ -166,6 +166,33 @@ pub fn describe(config: &Config) -> String {
         );
     }
 
+    let scanning = &config.scanning;
+    let rules: Vec<&str> = scanning.rules.iter().map(|r| r.id.as_str()).collect();
+    let _ = writeln!(
+        w,
+        "scanning: outbound {}, inbound {}; custom rules: {}; known values: {}",
+        scanning.outbound.as_str(),
+        scanning.inbound.as_str(),
+        if rules.is_empty() {
+            "none".to_owned()
+        } else {
+            rules.join(", ")
+        },
+        // Where the values come from, never the values.
+        if scanning.known_values.is_empty() {
+            "none".to_owned()
+        } else {
+            scanning
+                .known_values
+                .iter()
+                .map(|k| match k {
+                    super::KnownValue::Env(name) => format!("env {name}"),
+                    super::KnownValue::File(path) => format!("file {}", path.display()),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     let _ = writeln!(
         w,
         "audit: {} (fsync {})",

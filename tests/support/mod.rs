@@ -1444,6 +1444,33 @@ fn echo_lines(
 // Secrets in tests
 // ---------------------------------------------------------------------------------------------
 
+/// Runs curl through cordon, trusting only cordon's CA; returns (status, body, http version).
+pub fn curl_via(cordon: &Cordon, args: &[&str]) -> (u16, Vec<u8>, String) {
+    let ca = cordon.dir().join("ca/ca.crt");
+    let proxy = format!("http://{}", cordon.proxy_addr());
+    let mut full = vec![
+        "-x",
+        &proxy,
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ];
+    full.extend_from_slice(args);
+    let (code, out, err) = curl(&full);
+    // Not the arguments: they may carry a test secret.
+    assert_eq!(code, 0, "curl failed: {err}");
+    // Split on the last newline in bytes: bodies need not be UTF-8.
+    let cut = out.iter().rposition(|b| *b == b'\n').unwrap();
+    let tail = String::from_utf8_lossy(&out[cut + 1..]).into_owned();
+    let (status, version) = tail.split_once(' ').unwrap();
+    (
+        status.parse().unwrap(),
+        out[..cut].to_vec(),
+        version.to_owned(),
+    )
+}
+
 /// A fresh random token; tests never use real secrets.
 pub fn token(prefix: &str) -> String {
     let mut bytes = [0u8; 18];
