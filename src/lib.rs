@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod run;
 pub mod scan;
 pub mod tls;

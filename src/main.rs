@@ -57,6 +57,44 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Run a command behind cordon: its traffic through the proxy, its keys replaced by
+    /// placeholders, its output filtered for secrets; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  cordon run -- python3 agent.py                 # observe: allow, record, print an inventory\n  cordon run --config cordon.yaml -- some-agent  # enforce the policy\n  cordon run --isolate --config cordon.yaml -- some-agent  # and give it no other way out"
+    )]
+    Run(cordon::cli::run::RunArgs),
+    /// Work with policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Runs inside the namespace `cordon run --isolate` creates (not for direct use).
+    #[command(hide = true)]
+    Isolated {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        proxy_port: u16,
+        #[arg(required = true, last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Write the smallest cordon.yaml under which what an audit trail shows passes in
+    /// enforce mode (exact hosts, ports, methods and paths; nothing broader).
+    #[command(
+        after_help = "Example:\n  cordon run -- ./agent.sh\n  cordon policy suggest --from ~/.local/state/cordon/runs/<run>.jsonl --out cordon.yaml\n  cordon check --config cordon.yaml"
+    )]
+    Suggest {
+        /// The audit trail to learn from (its chain must verify).
+        #[arg(long)]
+        from: PathBuf,
+        /// Write the config here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +139,15 @@ fn main() {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => cordon::cli::audit::verify(&file),
+        Command::Run(args) => cordon::cli::run::run(&args),
+        Command::Policy {
+            command: PolicyCommand::Suggest { from, out },
+        } => cordon::cli::policy::suggest(&from, out.as_deref()),
+        Command::Isolated {
+            dir,
+            proxy_port,
+            command,
+        } => cordon::run::isolate::inside(&dir, proxy_port, &command),
     };
     std::process::exit(code);
 }

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod record;
 pub mod sink;
 pub mod stamp;
+pub mod summary;
 pub mod verify;
 
 pub use record::{CredentialUse, FindingRecord, Record};

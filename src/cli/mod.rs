@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod ca;
 pub mod check;
+pub mod policy;
+pub mod run;
 pub mod scan;
 pub mod serve;
 
@@ -19,10 +21,15 @@ pub enum LogFormat {
 
 /// Installs the stderr logger; `CORDON_LOG` sets the level (default `info`).
 pub fn init_logging(format: LogFormat) {
+    init_logging_at(format, tracing::Level::INFO)
+}
+
+/// Installs the stderr logger; `CORDON_LOG` sets the level (default `default`).
+pub fn init_logging_at(format: LogFormat, default: tracing::Level) {
     let level = std::env::var("CORDON_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+        .unwrap_or(default);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)

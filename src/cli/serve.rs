@@ -29,6 +29,8 @@ pub enum Role {
     Serve,
     /// `cordon dns`: the DNS listener (required), plus the admin listener when configured.
     Dns,
+    /// `cordon run`: the proxy (and, isolated, the DNS listener) for one child process.
+    Run,
 }
 
 impl Role {
@@ -36,6 +38,7 @@ impl Role {
         match self {
             Role::Serve => "cordon serve",
             Role::Dns => "cordon dns",
+            Role::Run => "cordon run",
         }
     }
 }
@@ -77,19 +80,56 @@ pub fn run_role(config_path: &Path, log_format: LogFormat, role: Role) -> i32 {
 }
 
 async fn serve(config: Config, role: Role) -> i32 {
-    let cmd = role.command();
-    let metrics = Metrics::new();
-    let (audit, writer) = match AuditWriter::open(
-        &config.audit.path,
-        config.audit.fsync,
-        metrics.audit_records.clone(),
-    ) {
-        Ok(pair) => pair,
-        Err(err) => {
-            eprintln!("{cmd}: audit.path: {err}");
+    let running = match start(config, role, Extras::default()).await {
+        Ok(running) => running,
+        Err(message) => {
+            eprintln!("{}: {message}", role.command());
             return 2;
         }
     };
+    wait_for_signal().await;
+    running.stop(DRAIN_LIMIT).await;
+    0
+}
+
+/// What `cordon run` adds to a config-driven start.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Use this CA instead of `tls.ca_dir` (a per-run CA).
+    pub ca_dir: Option<std::path::PathBuf>,
+    /// Intercept tunnels no entry covers when observe mode lets them through, so the
+    /// requests inside are seen and recorded (`cordon run` without a config).
+    pub observe_intercept: bool,
+    /// PEM bundles trusted for origins besides the webpki roots and `tls.extra_roots`.
+    pub extra_roots: Vec<std::path::PathBuf>,
+}
+
+/// Listeners bound, state built and tasks running: what `serve`, `dns` and `run` share.
+pub(crate) struct Running {
+    /// The proxy's state (shared with every connection).
+    pub state: Arc<State>,
+    /// Where the proxy listens, when it does.
+    pub proxy_addr: Option<SocketAddr>,
+    /// Where the DNS listener (UDP and TCP) listens, when it does.
+    pub dns_addr: Option<SocketAddr>,
+    audit: crate::audit::AuditHandle,
+    writer: AuditWriter,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cmd: &'static str,
+}
+
+/// Opens the audit trail, binds the listeners of `role` and starts serving; the error is
+/// a one-line message naming the key at fault.
+pub(crate) async fn start(config: Config, role: Role, extras: Extras) -> Result<Running, String> {
+    let cmd = role.command();
+    let metrics = Metrics::new();
+    let (audit, writer) = AuditWriter::open(
+        &config.audit.path,
+        config.audit.fsync,
+        metrics.audit_records.clone(),
+    )
+    .map_err(|err| format!("audit.path: {err}"))?;
     // One forwarder and cache for the proxy and the DNS listener: both see the same answers.
     let forwarder = (!config.dns.upstream.is_empty()).then(|| {
         Arc::new(Forwarder::new(
@@ -100,82 +140,72 @@ async fn serve(config: Config, role: Role) -> i32 {
     });
     let resolver = match &forwarder {
         Some(forwarder) => Resolver::forwarding(forwarder.clone()),
-        None => match Resolver::system() {
-            Ok(resolver) => resolver,
-            Err(err) => {
-                eprintln!("{cmd}: dns: {err}");
-                return 2;
-            }
-        },
+        None => Resolver::system().map_err(|err| format!("dns: {err}"))?,
     };
-    let proxy_listener = if role == Role::Serve {
-        match TcpListener::bind(config.listen.proxy).await {
-            Ok(listener) => Some(listener),
-            Err(err) => {
-                eprintln!(
-                    "{cmd}: listen.proxy: cannot bind {}: {err}",
-                    config.listen.proxy
-                );
-                return 2;
-            }
-        }
+    // Without configured upstreams, a DNS listener forwards to the system's name servers.
+    let dns_forwarder = match (&forwarder, config.listen.dns) {
+        (Some(forwarder), _) => Some(forwarder.clone()),
+        (None, Some(_)) => Some(Arc::new(Forwarder::new(
+            system_upstreams()?,
+            config.dns.min_ttl,
+            config.dns.max_ttl,
+        ))),
+        (None, None) => None,
+    };
+    let proxy_listener = if role != Role::Dns {
+        Some(
+            TcpListener::bind(config.listen.proxy)
+                .await
+                .map_err(|err| format!("listen.proxy: cannot bind {}: {err}", config.listen.proxy))?,
+        )
     } else {
         None
     };
     let dns_sockets = match config.listen.dns {
-        Some(addr) => match bind_dns(addr).await {
-            Ok(sockets) => Some(sockets),
-            Err(err) => {
-                eprintln!("{cmd}: listen.dns: cannot bind {addr}: {err}");
-                return 2;
-            }
-        },
+        Some(addr) => Some(
+            bind_dns(addr)
+                .await
+                .map_err(|err| format!("listen.dns: cannot bind {addr}: {err}"))?,
+        ),
         None => None,
     };
     let admin_listener = match config.listen.admin {
-        Some(addr) => match TcpListener::bind(addr).await {
-            Ok(listener) => Some(listener),
-            Err(err) => {
-                eprintln!("{cmd}: listen.admin: cannot bind {addr}: {err}");
-                return 2;
-            }
-        },
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|err| format!("listen.admin: cannot bind {addr}: {err}"))?,
+        ),
         None => None,
     };
 
     // `cordon dns` carries no proxy traffic: no CA to load, no credential to fetch.
-    let intercepts = role == Role::Serve
-        && config
-            .policy
-            .egress()
-            .iter()
-            .any(|entry| entry.tls == TlsMode::Intercept);
+    let intercepts = role != Role::Dns
+        && (extras.observe_intercept
+            || config
+                .policy
+                .egress()
+                .iter()
+                .any(|entry| entry.tls == TlsMode::Intercept));
     let ca = if intercepts {
-        match LocalCa::load_or_create(&config.tls.ca_dir) {
-            Ok(ca) => Some(Arc::new(ca)),
-            Err(err) => {
-                eprintln!("{cmd}: tls.ca_dir: {err}");
-                return 2;
-            }
-        }
+        let dir = extras.ca_dir.as_deref().unwrap_or(&config.tls.ca_dir);
+        Some(Arc::new(
+            LocalCa::load_or_create(dir).map_err(|err| format!("tls.ca_dir: {err}"))?,
+        ))
     } else {
         None
     };
-    let upstream_tls = match crate::tls::upstream_client_config(&config.tls.extra_roots) {
-        Ok(tls) => tls,
-        Err(err) => {
-            eprintln!("{cmd}: tls.extra_roots: {err}");
-            return 2;
-        }
-    };
+    let mut roots = config.tls.extra_roots.clone();
+    roots.extend(extras.extra_roots.iter().cloned());
+    let upstream_tls = crate::tls::upstream_client_config(&roots)
+        .map_err(|err| format!("tls.extra_roots: {err}"))?;
     let credentials = Arc::new(
         Credentials::start_with_roots(
-            if role == Role::Serve {
+            if role != Role::Dns {
                 &config.credentials
             } else {
                 &[]
             },
-            &config.tls.extra_roots,
+            &roots,
             &metrics,
         )
         .await,
@@ -185,23 +215,12 @@ async fn serve(config: Config, role: Role) -> i32 {
         config.agent.instance.as_deref(),
         &config.policy_hash,
     ));
-    let known = match crate::cli::known_values(&config) {
-        Ok(known) => known,
-        Err(err) => {
-            eprintln!("{cmd}: {err}");
-            return 2;
-        }
-    };
-    let scanner = match Scanner::new(
+    let known = crate::cli::known_values(&config)?;
+    let scanner = Scanner::new(
         &config.scanning.rules,
         &with_credentials(&known, &credentials),
-    ) {
-        Ok(scanner) => scanner,
-        Err(err) => {
-            eprintln!("{cmd}: {}: scanning.rules: {err}", config.source.display());
-            return 2;
-        }
-    };
+    )
+    .map_err(|err| format!("{}: scanning.rules: {err}", config.source.display()))?;
     let scanning = ScanState::new(&config.scanning, scanner);
     let parts = StateParts {
         stamp,
@@ -212,25 +231,29 @@ async fn serve(config: Config, role: Role) -> i32 {
         ca,
         upstream_tls,
         credentials,
+        observe_intercept: extras.observe_intercept,
     };
     let state = Arc::new(State::new(&config, parts));
-    tokio::spawn(rebuild_scanner_on_rotation(
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(rebuild_scanner_on_rotation(
         state.clone(),
         config.scanning.rules.clone(),
         known,
-    ));
+    )));
     audit.record(lifecycle(&state, &format!("{cmd} started")));
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut proxy_addr = None;
     if let Some(listener) = proxy_listener {
         announce("proxy", &listener);
+        proxy_addr = listener.local_addr().ok();
         tasks.push(tokio::spawn(proxy::serve(
             listener,
             state.clone(),
             stopped.clone(),
         )));
     }
-    if let (Some((udp, tcp)), Some(forwarder)) = (dns_sockets, forwarder) {
+    let mut dns_addr = None;
+    if let (Some((udp, tcp)), Some(forwarder)) = (dns_sockets, dns_forwarder) {
         let service = Arc::new(DnsService::new(
             config.policy.clone(),
             &config.dns,
@@ -239,7 +262,8 @@ async fn serve(config: Config, role: Role) -> i32 {
             state.stamp.clone(),
             state.metrics.clone(),
         ));
-        if let Ok(addr) = udp.local_addr() {
+        dns_addr = udp.local_addr().ok();
+        if let Some(addr) = dns_addr {
             tracing::info!("listening listener=dns addr={addr}");
         }
         tasks.push(tokio::spawn(crate::dns::server::serve_udp(
@@ -257,37 +281,77 @@ async fn serve(config: Config, role: Role) -> i32 {
             stopped.clone(),
         )));
     }
-    let admin_task = admin_listener.map(|listener| {
+    if let Some(listener) = admin_listener {
         announce("admin", &listener);
-        tokio::spawn(proxy::admin::serve(
+        tasks.push(tokio::spawn(proxy::admin::serve(
             listener,
             state.clone(),
             stopped.clone(),
-        ))
-    });
+        )));
+    }
     tracing::info!(mode = ?config.mode, rules = config.policy.egress().len(), deny = config.policy.deny().len(), "cordon is serving");
+    Ok(Running {
+        state,
+        proxy_addr,
+        dns_addr,
+        audit,
+        writer,
+        stop,
+        tasks,
+        cmd,
+    })
+}
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
-    let _ = stop.send(true);
-    for task in tasks {
-        let _ = task.await;
+impl Running {
+    /// Stops accepting, drains in-flight work for up to `limit`, writes the stop record
+    /// and flushes the audit trail.
+    pub(crate) async fn stop(self, limit: Duration) {
+        let Running {
+            state,
+            audit,
+            writer,
+            stop,
+            mut tasks,
+            cmd,
+            ..
+        } = self;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop.send(true);
+        // The first task rebuilds the scanner forever; it has nothing to finish.
+        if !tasks.is_empty() {
+            tasks.remove(0).abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        let left = state.drain.wait(limit).await;
+        if left > 0 {
+            tracing::warn!(left, "drain limit reached; closing remaining connections");
+            state.drain.abort();
+            state.drain.wait(Duration::from_secs(2)).await;
+        }
+        audit.record(lifecycle(&state, &format!("{cmd} stopped")));
+        // Tasks still running past the drain limit hold clones of the handle; the writer
+        // stops after the records queued so far.
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        tracing::info!("audit trail flushed; bye");
     }
-    if let Some(task) = admin_task {
-        let _ = task.await;
+}
+
+/// The name servers of the system's resolv.conf, for a DNS listener without upstreams.
+fn system_upstreams() -> Result<Vec<SocketAddr>, String> {
+    let (conf, _) = hickory_resolver::system_conf::read_system_conf()
+        .map_err(|err| format!("dns.upstream: not set, and the system resolver configuration cannot be read: {err}"))?;
+    let mut upstreams: Vec<SocketAddr> = Vec::new();
+    for server in conf.name_servers() {
+        if !upstreams.contains(&server.socket_addr) {
+            upstreams.push(server.socket_addr);
+        }
     }
-    let left = state.drain.wait(DRAIN_LIMIT).await;
-    if left > 0 {
-        tracing::warn!(left, "drain limit reached; closing remaining connections");
-        state.drain.abort();
-        state.drain.wait(Duration::from_secs(2)).await;
+    if upstreams.is_empty() {
+        return Err("dns.upstream: not set, and the system resolver names no server".into());
     }
-    audit.record(lifecycle(&state, &format!("{cmd} stopped")));
-    // Tasks still running past the drain limit hold clones of the handle; the writer stops
-    // after the records queued so far.
-    let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
-    tracing::info!("audit trail flushed; bye");
-    0
+    Ok(upstreams)
 }
 
 /// The known values plus every credential's current value, as the scanner matches them.

@@ -195,6 +195,7 @@ fn check_scanning(raw: Option<super::raw::RawScanning>) -> Result<super::Scannin
     };
     let outbound = scan_action("scanning.outbound", raw.outbound, super::ScanAction::Block)?;
     let inbound = scan_action("scanning.inbound", raw.inbound, super::ScanAction::Redact)?;
+    let output = scan_action("scanning.output", raw.output, super::ScanAction::Redact)?;
     let mut rules = Vec::new();
     for (i, rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
         let at = format!("scanning.rules[{i}]");
@@ -257,6 +258,7 @@ fn check_scanning(raw: Option<super::raw::RawScanning>) -> Result<super::Scannin
     Ok(super::Scanning {
         outbound,
         inbound,
+        output,
         rules,
         known_values,
     })

@@ -170,9 +170,10 @@ pub fn describe(config: &Config) -> String {
     let rules: Vec<&str> = scanning.rules.iter().map(|r| r.id.as_str()).collect();
     let _ = writeln!(
         w,
-        "scanning: outbound {}, inbound {}; custom rules: {}; known values: {}",
+        "scanning: outbound {}, inbound {}, output (cordon run) {}; custom rules: {}; known values: {}",
         scanning.outbound.as_str(),
         scanning.inbound.as_str(),
+        scanning.output.as_str(),
         if rules.is_empty() {
             "none".to_owned()
         } else {

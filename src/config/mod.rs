@@ -140,6 +140,8 @@ pub struct Scanning {
     pub outbound: ScanAction,
     /// World → agent (default redact).
     pub inbound: ScanAction,
+    /// The child's stdout and stderr under `cordon run` (default redact).
+    pub output: ScanAction,
     /// Custom rules, validated at load.
     pub rules: Vec<crate::scan::CustomRule>,
     /// Values matched exactly (and in their encodings) besides the credentials' own.
@@ -151,6 +153,7 @@ impl Default for Scanning {
         Scanning {
             outbound: ScanAction::Block,
             inbound: ScanAction::Redact,
+            output: ScanAction::Redact,
             rules: Vec::new(),
             known_values: Vec::new(),
         }

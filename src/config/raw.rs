@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawScanning {
     pub outbound: Option<String>,
     pub inbound: Option<String>,
+    pub output: Option<String>,
     pub rules: Option<Vec<RawScanRule>>,
     pub known_values: Option<Vec<RawKnownValue>>,
 }
@@ -266,7 +267,7 @@ impl<'de> Deserialize<'de> for RawPort {
 /// mapping they live in. They are named specifically so an operator with a newer config
 /// learns the feature is missing rather than that they misspelled something.
 const UNSUPPORTED_TOP: &[&str] = &["limits", "anomaly", "approvers", "grants"];
-const UNSUPPORTED_SCANNING: &[&str] = &["output"];
+const UNSUPPORTED_SCANNING: &[&str] = &[];
 const UNSUPPORTED_LISTEN: &[&str] = &["control", "transparent"];
 const UNSUPPORTED_DNS: &[&str] = &[];
 const UNSUPPORTED_EGRESS: &[&str] = &["capture"];

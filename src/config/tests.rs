@@ -98,11 +98,6 @@ fn unknown_nested_key_has_path() {
 fn not_yet_supported_keys_are_named() {
     for (yaml, key, shown) in [
         ("grants: {}\n", "grants", "`grants`"),
-        (
-            "scanning: {output: redact}\n",
-            "scanning.output",
-            "`scanning.output`",
-        ),
         ("anomaly: {}\n", "anomaly", "`anomaly`"),
         ("approvers: {}\n", "approvers", "`approvers`"),
         ("limits: {}\n", "limits", "`limits`"),

@@ -82,7 +82,9 @@ pub async fn handle(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyB
             if let Some(response) = ex.refuse(reason, hint) {
                 return response;
             }
-            (false, Vec::new())
+            // Observe mode let it through; intercepting shows the requests inside.
+            let intercept = ex.state().observe_intercept && ex.state().ca.is_some();
+            (intercept, Vec::new())
         }
     };
     // 4. Resolve, classify, dial the checked address before answering, so a failure is

@@ -56,6 +56,8 @@ pub struct State {
     pub stamp: Arc<Stamp>,
     /// The scanner and what findings do, per direction.
     pub scanning: scan::ScanState,
+    /// Observe mode intercepts tunnels no entry covers, to see the requests inside.
+    pub observe_intercept: bool,
 }
 
 impl State {
@@ -70,6 +72,7 @@ impl State {
             ca,
             upstream_tls,
             credentials,
+            observe_intercept,
         } = parts;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -94,6 +97,7 @@ impl State {
             credentials,
             stamp,
             scanning,
+            observe_intercept,
         }
     }
 
@@ -113,6 +117,8 @@ pub struct StateParts {
     pub ca: Option<Arc<LocalCa>>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub credentials: Arc<Credentials>,
+    /// Observe mode intercepts tunnels no entry covers (needs `ca`).
+    pub observe_intercept: bool,
 }
 
 /// Counts connections and tunnels still running, so shutdown can wait for them.

@@ -1,0 +1,199 @@
+//! `cordon policy suggest --from AUDIT [--out F]`: the smallest `cordon.yaml` under which
+//! what the trail shows would pass in enforce mode: exact hosts and ports, and per
+//! destination the exact methods and paths seen. Nothing broader.
+
+use crate::audit::summary::{summarize, Destination, Scope, Summary};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::path::Path;
+
+/// Runs the command; returns the exit code (0, or 2 with the problem on stderr).
+pub fn suggest(from: &Path, out: Option<&Path>) -> i32 {
+    let summary = match summarize(from, Scope::All) {
+        Ok(summary) => summary,
+        Err(err) => {
+            eprintln!("cordon policy suggest: {err}");
+            return 2;
+        }
+    };
+    let yaml = render(&summary, from);
+    // What is suggested must load: the same checks as `cordon check`, before it is written.
+    let shown = out.unwrap_or(Path::new("suggested.yaml"));
+    if let Err(err) = crate::config::parse(shown, yaml.as_bytes(), &|name| std::env::var(name)) {
+        eprintln!("cordon policy suggest: the suggested policy does not load: {err}");
+        return 2;
+    }
+    match out {
+        Some(path) => {
+            if let Err(err) = std::fs::write(path, &yaml) {
+                eprintln!("cordon policy suggest: cannot write {}: {err}", path.display());
+                return 2;
+            }
+            eprintln!(
+                "cordon policy suggest: wrote {} ({} egress entries); check it with: cordon check --config {}",
+                path.display(),
+                summary.destinations.len(),
+                path.display()
+            );
+        }
+        None => print!("{yaml}"),
+    }
+    0
+}
+
+/// A YAML string scalar (JSON's quoting is valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// The suggested config, commented.
+pub fn render(summary: &Summary, from: &Path) -> String {
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# Suggested by `cordon policy suggest` from {} ({} records).",
+        from.display(),
+        summary.records
+    );
+    let _ = writeln!(
+        y,
+        "# It allows exactly the hosts, ports, methods and paths that trail shows reaching\n\
+         # their destination, and nothing else. Review it before use."
+    );
+    let agent = summary
+        .agent
+        .as_deref()
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .unwrap_or("agent");
+    let _ = writeln!(y, "version: 1");
+    let _ = writeln!(y, "agent: {{ name: {} }}", q(agent));
+    let _ = writeln!(y, "mode: enforce");
+    let _ = writeln!(y, "audit: {{ path: {} }}", q("cordon-audit.jsonl"));
+    if !summary.credentials.is_empty() {
+        let ids: Vec<&str> = summary.credentials.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            y,
+            "# Credentials cordon injected in that trail: {}. Their sources are not in the\n\
+             # trail: declare them under `credentials:` and name each on its entry.",
+            ids.join(", ")
+        );
+    }
+    let mut entries = String::new();
+    for ((host, port), dest) in &summary.destinations {
+        entry(&mut entries, host, *port, dest);
+    }
+    if entries.contains("- host:") {
+        let _ = write!(y, "egress:\n{entries}");
+    } else {
+        let _ = write!(y, "{entries}egress: []\n");
+    }
+    for ((host, port), n) in &summary.boundary {
+        let _ = writeln!(
+            y,
+            "# Not allowed: {n} request(s) to {host}:{port} that the deny boundary refused."
+        );
+    }
+    let egress_hosts: BTreeSet<&str> = summary
+        .destinations
+        .keys()
+        .map(|(host, _)| host.as_str())
+        .collect();
+    let dns_only: BTreeSet<&str> = summary
+        .dns
+        .keys()
+        .filter(|(name, decision)| {
+            decision != "deny" && !egress_hosts.contains(name.trim_end_matches('.'))
+        })
+        .map(|(name, _)| name.trim_end_matches('.'))
+        .filter(|name| !name.is_empty())
+        .collect();
+    if !dns_only.is_empty() {
+        let names: Vec<String> = dns_only.iter().map(|n| q(n)).collect();
+        let _ = writeln!(
+            y,
+            "# Names looked up without a request to them through the proxy.\n\
+             dns: {{ allow: [{}] }}",
+            names.join(", ")
+        );
+    }
+    y
+}
+
+fn entry(out: &mut String, host: &str, port: u16, dest: &Destination) {
+    let mut entry = String::new();
+    let y = &mut entry;
+    let _ = writeln!(y, "  - host: {}", q(host));
+    let _ = writeln!(y, "    ports: [{port}]");
+    if !dest.special_ips.is_empty() {
+        let ips: Vec<String> = dest
+            .special_ips
+            .iter()
+            .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .map(|ip| q(&ipnet::IpNet::from(ip).to_string()))
+            .collect();
+        let _ = writeln!(
+            y,
+            "    # {host} was reached at a non-public address; only these are allowed:"
+        );
+        let _ = writeln!(y, "    allow_ips: [{}]", ips.join(", "));
+    }
+    if dest.requests.is_empty() {
+        // Only opaque tunnels: nothing is known of what went through them.
+        let _ = writeln!(y, "    tls: passthrough");
+        out.push_str(&entry);
+        return;
+    }
+    // Group paths by the exact set of methods seen on them: one rule per set.
+    let mut methods_by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (method, path) in dest.requests.keys() {
+        if path_is_literal(path) {
+            methods_by_path.entry(path).or_default().insert(method);
+        } else {
+            skipped.push(q(&format!("{method} {path}")));
+        }
+    }
+    let mut rules: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();
+    for (path, methods) in methods_by_path {
+        rules
+            .entry(methods.into_iter().collect())
+            .or_default()
+            .push(path);
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "  # Not allowed on {host}:{port} (a pattern cannot name these paths exactly): {}",
+            skipped.join("; ")
+        );
+    }
+    if rules.is_empty() {
+        // Every path was skipped: no entry at all, rather than one allowing any path.
+        return;
+    }
+    let _ = writeln!(y, "    rules:");
+    for (methods, paths) in rules {
+        let methods: Vec<String> = methods.iter().map(|m| q(m)).collect();
+        let paths: Vec<String> = paths.iter().map(|p| q(p)).collect();
+        let _ = writeln!(
+            y,
+            "      - {{ methods: [{}], paths: [{}] }}",
+            methods.join(", "),
+            paths.join(", ")
+        );
+    }
+    out.push_str(&entry);
+}
+
+/// Whether a recorded path can be written as a pattern matching exactly itself.
+fn path_is_literal(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains('*')
+        && !path.contains("${")
+        && !path.chars().any(char::is_control)
+}

@@ -1,0 +1,317 @@
+//! `cordon run [--config F] [--isolate] [--audit F] -- CMD ARGS…`: cordon's listeners on
+//! free loopback ports in this process, then the child with the proxy, a CA bundle that
+//! trusts cordon's per-run CA and placeholders for its keys; its output filtered; its exit
+//! code returned. Without `--config`, cordon observes and prints an inventory at the end.
+
+use crate::cli::serve::{start, Extras, Role};
+use crate::cli::LogFormat;
+use crate::config::{self, Config};
+use crate::run::output::{self, Reporter, Stream};
+use crate::run::{env, isolate, RunDir};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long in-flight requests may finish after the child has exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long output still in the pipes (a background grandchild may hold them open) is
+/// waited for after the child has exited.
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// Arguments of `cordon run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The policy to enforce. Without it cordon observes: everything is allowed and
+    /// recorded, HTTPS included, and an inventory is printed when the command exits.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Run the command in its own network namespace whose only way out is cordon (Linux;
+    /// needs util-linux `unshare` and iproute2 `ip`). Exit 2 if that cannot be done.
+    #[arg(long)]
+    pub isolate: bool,
+    /// Write the audit trail here (instead of `audit.path`; without --config the default
+    /// is $XDG_STATE_HOME/cordon/runs/<time>-<pid>.jsonl).
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+    /// Format of cordon's own log lines on stderr (warnings only unless CORDON_LOG is set).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The command to run, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Runs the command under cordon; returns the child's exit code, or 2 when cordon could
+/// not start it as asked (config, audit trail, isolation).
+pub fn run(args: &RunArgs) -> i32 {
+    crate::cli::init_logging_at(args.log_format, tracing::Level::WARN);
+    let fail = |message: String| {
+        eprintln!("cordon run: {message}");
+        2
+    };
+    let dir = match RunDir::create() {
+        Ok(dir) => dir,
+        Err(err) => return fail(err),
+    };
+    let observing = args.config.is_none();
+    let mut config = match &args.config {
+        Some(path) => match config::load(path) {
+            Ok(config) => config,
+            Err(err) => return fail(err.to_string()),
+        },
+        None => match observe_config(args) {
+            Ok(config) => config,
+            Err(err) => return fail(err),
+        },
+    };
+    if let Some(audit) = &args.audit {
+        config.audit.path = audit.clone();
+    }
+    // Free loopback ports; no admin listener (the agent shares this host's loopback).
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    config.listen.proxy = loopback;
+    config.listen.admin = None;
+    config.listen.dns = args.isolate.then_some(loopback);
+    let tools = if args.isolate {
+        match isolate::tools() {
+            Ok(tools) => Some(tools),
+            Err(err) => {
+                return fail(format!(
+                    "--isolate: cannot isolate: {err}; the command was not run"
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let system = env::system_bundle();
+    let extras = Extras {
+        // A CA made for this run only: the child trusts it for as long as the run lasts.
+        ca_dir: Some(dir.path().join("ca")),
+        observe_intercept: observing,
+        // Observing, origins are trusted as the user's own tools would trust them.
+        extra_roots: if observing {
+            system.iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format!("cannot start the runtime: {err}")),
+    };
+    let session = Session {
+        args,
+        config,
+        dir: &dir,
+        tools,
+        system,
+        observing,
+    };
+    let code = runtime.block_on(session.run(extras));
+    // Pumps still blocked on a pipe a grandchild holds must not keep cordon alive.
+    runtime.shutdown_background();
+    code
+}
+
+/// One run, from listeners up to the inventory.
+struct Session<'a> {
+    args: &'a RunArgs,
+    config: Config,
+    dir: &'a RunDir,
+    tools: Option<isolate::Tools>,
+    system: Option<PathBuf>,
+    observing: bool,
+}
+
+impl Session<'_> {
+    async fn run(self, extras: Extras) -> i32 {
+        let fail = |message: String| {
+            eprintln!("cordon run: {message}");
+            2
+        };
+        let trail = self.config.audit.path.clone();
+        let action = self.config.scanning.output;
+        let running = match start(self.config.clone(), Role::Run, extras).await {
+            Ok(running) => running,
+            Err(err) => return fail(err),
+        };
+        let state = running.state.clone();
+        let ca_pem = state.ca.as_ref().map(|ca| ca.cert_pem()).unwrap_or_default();
+        let bundle = match env::write_bundle(self.dir.path(), self.system.as_deref(), &ca_pem) {
+            Ok(bundle) => bundle,
+            Err(err) => {
+                running.stop(DRAIN_AFTER_EXIT).await;
+                return fail(err);
+            }
+        };
+        let Some(proxy) = running.proxy_addr else {
+            running.stop(DRAIN_AFTER_EXIT).await;
+            return fail("the proxy listener did not start".into());
+        };
+        let program = self.args.command[0].clone();
+        let mut bridge = None;
+        let mut cmd = match (&self.tools, running.dns_addr) {
+            (Some(tools), Some(dns)) => {
+                match isolate::Bridge::open(self.dir.path(), proxy, dns).and_then(|b| {
+                    bridge = Some(b);
+                    isolate::command(tools, self.dir.path(), proxy.port(), &self.args.command)
+                }) {
+                    Ok(cmd) => cmd,
+                    Err(err) => {
+                        running.stop(DRAIN_AFTER_EXIT).await;
+                        return fail(format!("--isolate: cannot isolate: {err}; the command was not run"));
+                    }
+                }
+            }
+            _ => {
+                let mut cmd = tokio::process::Command::new(&program);
+                cmd.args(&self.args.command[1..]);
+                cmd
+            }
+        };
+        cmd.env_clear()
+            .envs(env::child_env(std::env::vars_os(), &self.config, proxy, &bundle));
+        let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+        let ((out_r, out_w), (err_r, err_w)) = match pipes {
+            Ok(pipes) => pipes,
+            Err(err) => {
+                running.stop(DRAIN_AFTER_EXIT).await;
+                return fail(format!("cannot create the output pipes: {err}"));
+            }
+        };
+        cmd.stdin(std::process::Stdio::inherit())
+            .stdout(out_w)
+            .stderr(err_w);
+        let spawned = crate::run::spawn(&mut cmd, &program);
+        // Our copies of the pipes' write ends must close, or the filters never see EOF.
+        drop(cmd);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(code) => {
+                running.stop(DRAIN_AFTER_EXIT).await;
+                return code;
+            }
+        };
+        let reporter = Reporter {
+            audit: state.audit.clone(),
+            stamp: state.stamp.clone(),
+            metrics: state.metrics.clone(),
+        };
+        let scanner = state.scanning.scanner();
+        let filters = [
+            (out_r, Stream::Stdout),
+            (err_r, Stream::Stderr),
+        ]
+        .map(|(pipe, stream)| {
+            let (scanner, reporter) = (scanner.clone(), reporter.clone());
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let filtered = match stream {
+                    Stream::Stdout => {
+                        output::pump(pipe, std::io::stdout(), stream, &scanner, action, &reporter)
+                    }
+                    Stream::Stderr => {
+                        output::pump(pipe, std::io::stderr(), stream, &scanner, action, &reporter)
+                    }
+                };
+                let _ = done_tx.send(filtered);
+            });
+            done_rx
+        });
+
+        if let Some(bridge) = &bridge {
+            let refused = tokio::select! {
+                ready = bridge.ready() => ready.err(),
+                status = child.wait() => Some(match status {
+                    Ok(status) => format!("the namespace could not be created ({status}; see the message above)"),
+                    Err(err) => format!("the namespace helper failed: {err}"),
+                }),
+            };
+            if let Some(why) = refused {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                for filter in filters {
+                    let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+                }
+                running.stop(DRAIN_AFTER_EXIT).await;
+                return fail(format!("--isolate: cannot isolate: {why}; the command was not run"));
+            }
+        }
+        let code = crate::run::wait_forwarding(&mut child).await;
+        for filter in filters {
+            let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+        }
+        drop(bridge);
+        running.stop(DRAIN_AFTER_EXIT).await;
+        if self.observing {
+            match crate::audit::summary::summarize(&trail, crate::audit::summary::Scope::LastRun)
+            {
+                Ok(summary) => eprint!("{}", summary.inventory(&trail)),
+                Err(err) => eprintln!("cordon run: no inventory: {err}"),
+            }
+        }
+        code
+    }
+}
+
+/// The policy of a run without `--config`: observe mode, nothing listed.
+fn observe_config(args: &RunArgs) -> Result<Config, String> {
+    let audit = match &args.audit {
+        Some(path) => path.clone(),
+        None => default_trail()?,
+    };
+    let name = Path::new(&args.command[0])
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    let name = if name.is_empty() { "agent".to_owned() } else { name };
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default().replace("${", "$${");
+    let yaml = format!(
+        "version: 1\nagent: {{ name: {} }}\nmode: observe\naudit: {{ path: {} }}\n",
+        quote(&name),
+        quote(&audit.to_string_lossy())
+    );
+    config::parse(
+        Path::new("(cordon run without --config)"),
+        yaml.as_bytes(),
+        &|name| std::env::var(name),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `$XDG_STATE_HOME/cordon/runs/<time>-<pid>.jsonl` (`~/.local/state` when unset); the
+/// directory is created private.
+fn default_trail() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/state"),
+            None => {
+                return Err(
+                    "neither XDG_STATE_HOME nor HOME is set; give the trail with --audit".into(),
+                )
+            }
+        },
+    };
+    let dir = base.join("cordon").join("runs");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    Ok(dir.join(format!("{now}-{}.jsonl", std::process::id())))
+}

@@ -1,0 +1,157 @@
+//! `cordon run`'s parts: the child's environment, the output filter, isolation, and the
+//! child process itself (signals in, exit code out).
+
+pub mod env;
+pub mod isolate;
+pub mod output;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// A program on `PATH`, as the shell would find it.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let search = std::env::var_os("PATH")?;
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(name))
+        .find(|path| is_executable(path))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A private (0700) directory for one run's CA, bundle and sockets; removed on drop.
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    /// Creates `$TMPDIR/cordon-run-<pid>-<random>`.
+    pub fn create() -> Result<RunDir, String> {
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!(
+            "cordon-run-{}-{suffix}",
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(RunDir(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `cmd`; on failure prints why and returns the shell's code (127 not found,
+/// 126 not executable).
+pub fn spawn(
+    cmd: &mut tokio::process::Command,
+    program: &OsStr,
+) -> Result<tokio::process::Child, i32> {
+    cmd.kill_on_drop(false);
+    cmd.spawn().map_err(|err| {
+        eprintln!(
+            "cordon run: cannot start {}: {err}",
+            Path::new(program).display()
+        );
+        if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        }
+    })
+}
+
+/// Waits for the child, passing on INT, TERM, HUP and WINCH; returns its exit code
+/// (128 + the signal's number when a signal ended it, as shells report it).
+pub async fn wait_forwarding(child: &mut tokio::process::Child) -> i32 {
+    let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
+        return exit_code(child.wait().await);
+    };
+    let kinds = [
+        (SignalKind::interrupt(), rustix::process::Signal::INT),
+        (SignalKind::terminate(), rustix::process::Signal::TERM),
+        (SignalKind::hangup(), rustix::process::Signal::HUP),
+        (SignalKind::window_change(), rustix::process::Signal::WINCH),
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut listeners = Vec::new();
+    for (kind, sig) in kinds {
+        let Ok(mut stream) = signal(kind) else {
+            continue;
+        };
+        let tx = tx.clone();
+        listeners.push(tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(sig) = rx.recv() => {
+                if terminal_delivers(sig) {
+                    // The terminal sent it to the whole foreground group, the child too.
+                    continue;
+                }
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+    };
+    for listener in listeners {
+        listener.abort();
+    }
+    exit_code(status)
+}
+
+/// Whether the terminal has already delivered `sig` to the child: INT (Ctrl-C) and WINCH
+/// go to the terminal's whole foreground process group, which the child shares with
+/// cordon. Forwarding them again would deliver them twice (and a second Ctrl-C often
+/// means "quit now").
+fn terminal_delivers(sig: rustix::process::Signal) -> bool {
+    if sig != rustix::process::Signal::INT && sig != rustix::process::Signal::WINCH {
+        return false;
+    }
+    rustix::termios::tcgetpgrp(std::io::stdin())
+        .is_ok_and(|group| group == rustix::process::getpgrp())
+}
+
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    match status {
+        Ok(status) => status
+            .code()
+            .or_else(|| status.signal().map(|sig| 128 + sig))
+            .unwrap_or(1),
+        Err(err) => {
+            eprintln!("cordon run: waiting for the child: {err}");
+            1
+        }
+    }
+}
+
+/// Runs `cmd` with inherited stdio and returns its exit code (used inside the namespace).
+pub async fn run_child(mut cmd: tokio::process::Command) -> i32 {
+    let program = cmd.as_std().get_program().to_owned();
+    match spawn(&mut cmd, &program) {
+        Ok(mut child) => wait_forwarding(&mut child).await,
+        Err(code) => code,
+    }
+}

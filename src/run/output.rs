@@ -1,0 +1,214 @@
+//! The output filter: the child's stdout and stderr pass through the streaming scanner
+//! (`scanning.output`) on their way to cordon's own.
+//!
+//! A streaming redactor holds back a tail that could still be the start of a secret. So
+//! that an interactive agent's prompt or progress line is not held back with it, the tail
+//! is released (scanned as the end of a stream) once the child has written nothing for
+//! [`IDLE`]. A secret the child writes in two parts with a longer pause between them is
+//! therefore seen as two halves; everything written in one go, or faster, is whole.
+
+use crate::audit::{AuditHandle, FindingRecord, Record, Stamp};
+use crate::config::ScanAction;
+use crate::metrics::Metrics;
+use crate::scan::{Finding, Redactor, ScanStream, Scanner};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the child must be quiet before a held-back tail is released.
+pub const IDLE: Duration = Duration::from_millis(10);
+/// The most read from the child at once.
+const CHUNK: usize = 64 * 1024;
+
+/// Which of the child's streams a filter carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The child's stdout.
+    Stdout,
+    /// The child's stderr.
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where findings are reported.
+#[derive(Clone)]
+pub struct Reporter {
+    /// The audit trail.
+    pub audit: AuditHandle,
+    /// Stamps each record with agent and policy.
+    pub stamp: Arc<Stamp>,
+    /// `cordon_scan_findings_total`.
+    pub metrics: Metrics,
+}
+
+impl Reporter {
+    fn report(&self, stream: Stream, action: ScanAction, findings: &[Finding]) {
+        if findings.is_empty() {
+            return;
+        }
+        for finding in findings {
+            self.metrics
+                .scan_findings
+                .with_label_values(&["output", &finding.rule[..], action.as_str()])
+                .inc();
+        }
+        let decision = if action == ScanAction::Block {
+            "deny"
+        } else {
+            "allow"
+        };
+        let record = Record {
+            findings: findings
+                .iter()
+                .map(|f| FindingRecord {
+                    rule: f.rule.to_string(),
+                    direction: "output",
+                    start: f.start,
+                    end: f.end,
+                })
+                .collect(),
+            detail: Some(format!("child {}: output {}", stream.name(), action.as_str())),
+            ..self.stamp.record("scan", decision)
+        };
+        self.audit.record(record);
+    }
+}
+
+/// What a filter did, for the run's summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Filtered {
+    /// Bytes read from the child.
+    pub bytes: u64,
+    /// Secrets found.
+    pub findings: u64,
+}
+
+/// One direction of the filter: scans, redacts or cuts, and writes on.
+enum Pass {
+    Redact(Redactor),
+    Log(ScanStream),
+    /// `block` before the first finding redacts (so the finding itself never passes);
+    /// after it, the stream is cut.
+    Block { redactor: Redactor, cut: bool },
+}
+
+impl Pass {
+    fn new(scanner: &Arc<Scanner>, action: ScanAction) -> Pass {
+        match action {
+            ScanAction::Redact => Pass::Redact(scanner.redactor()),
+            ScanAction::Log => Pass::Log(scanner.stream()),
+            ScanAction::Block => Pass::Block {
+                redactor: scanner.redactor(),
+                cut: false,
+            },
+        }
+    }
+
+    /// Feeds a chunk (or, with `None`, ends the current stream); returns what may be
+    /// written and what was found.
+    fn step(&mut self, chunk: Option<&[u8]>, stream: Stream) -> (Vec<u8>, Vec<Finding>) {
+        match self {
+            Pass::Redact(redactor) => match chunk {
+                Some(chunk) => redactor.feed(chunk),
+                None => redactor.finish(),
+            },
+            Pass::Log(scan) => match chunk {
+                Some(chunk) => (chunk.to_vec(), scan.feed(chunk)),
+                None => (Vec::new(), scan.finish()),
+            },
+            Pass::Block { redactor, cut } => {
+                if *cut {
+                    // Still read (so the child is not blocked on a full pipe), never written.
+                    return (Vec::new(), Vec::new());
+                }
+                let (mut out, findings) = match chunk {
+                    Some(chunk) => redactor.feed(chunk),
+                    None => redactor.finish(),
+                };
+                if !findings.is_empty() {
+                    *cut = true;
+                    let _ = write!(
+                        out,
+                        "\n[cordon: the child's {} is cut off here: it carried a secret ({})]\n",
+                        stream.name(),
+                        findings[0].rule
+                    );
+                }
+                (out, findings)
+            }
+        }
+    }
+
+    fn holding(&self) -> bool {
+        match self {
+            Pass::Redact(redactor) | Pass::Block { redactor, .. } => redactor.buffered() > 0,
+            Pass::Log(scan) => scan.buffered() > 0,
+        }
+    }
+}
+
+/// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
+/// own thread (blocking reads, so the idle wait is a `poll` on the pipe).
+pub fn pump(
+    mut from: std::io::PipeReader,
+    mut to: impl Write,
+    stream: Stream,
+    scanner: &Arc<Scanner>,
+    action: ScanAction,
+    reporter: &Reporter,
+) -> Filtered {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut pass = Pass::new(scanner, action);
+    let mut filtered = Filtered::default();
+    let mut buf = vec![0u8; CHUNK];
+    let idle = Timespec {
+        tv_sec: 0,
+        tv_nsec: IDLE.as_nanos() as _,
+    };
+    let mut emit = |out: &[u8], findings: &[Finding], filtered: &mut Filtered| -> bool {
+        filtered.findings += findings.len() as u64;
+        reporter.report(stream, action, findings);
+        out.is_empty() || (to.write_all(out).is_ok() && to.flush().is_ok())
+    };
+    loop {
+        if pass.holding() {
+            let mut fds = [PollFd::new(&from, PollFlags::IN)];
+            if matches!(poll(&mut fds, Some(&idle)), Ok(0)) {
+                // Quiet: release the tail, and start a fresh stream.
+                let (out, findings) = pass.step(None, stream);
+                let cut = matches!(pass, Pass::Block { cut: true, .. });
+                if !emit(&out, &findings, &mut filtered) {
+                    return filtered;
+                }
+                if !cut {
+                    pass = Pass::new(scanner, action);
+                }
+                continue;
+            }
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        filtered.bytes += n as u64;
+        let (out, findings) = pass.step(Some(&buf[..n]), stream);
+        if !emit(&out, &findings, &mut filtered) {
+            // Our own output is gone (a closed pipe): closing the child's pipe gives it the
+            // same error it would have had without cordon.
+            return filtered;
+        }
+    }
+    let (out, findings) = pass.step(None, stream);
+    emit(&out, &findings, &mut filtered);
+    filtered
+}
