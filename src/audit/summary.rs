@@ -47,8 +47,8 @@ pub struct Summary {
     pub boundary: BTreeMap<(String, u16), u64>,
     /// Credentials cordon injected, by id.
     pub credentials: BTreeMap<String, u64>,
-    /// Secrets found, by (direction, rule).
-    pub findings: BTreeMap<(String, String), u64>,
+    /// Secrets found, by (direction, rule, host; the host is empty for output).
+    pub findings: BTreeMap<(String, String, String), u64>,
     /// DNS questions, by (name, decision), counting aggregated records' `count`.
     pub dns: BTreeMap<(String, String), u64>,
 }
@@ -112,7 +112,8 @@ impl Summary {
                 {
                     let rule = str_of(finding, "rule").unwrap_or("?").to_owned();
                     let direction = str_of(finding, "direction").unwrap_or("?").to_owned();
-                    *self.findings.entry((direction, rule)).or_default() += 1;
+                    let host = str_of(record, "host").unwrap_or("").to_owned();
+                    *self.findings.entry((direction, rule, host)).or_default() += 1;
                 }
             }
             "dns" => {
@@ -132,7 +133,9 @@ impl Summary {
         *self.decisions.entry(decision.to_owned()).or_default() += 1;
         let reason = str_of(record, "reason");
         match (decision, reason) {
-            ("would_deny", Some(reason)) => *self.would_deny.entry(reason.to_owned()).or_default() += 1,
+            ("would_deny", Some(reason)) => {
+                *self.would_deny.entry(reason.to_owned()).or_default() += 1
+            }
             ("deny", Some(reason)) => *self.denied.entry(reason.to_owned()).or_default() += 1,
             _ => {}
         }
@@ -240,16 +243,37 @@ impl Summary {
             }
         }
         let _ = writeln!(out, "  credentials injected:");
-        list(&mut out, self.credentials.iter().map(|(k, v)| (k.clone(), *v)));
-        let _ = writeln!(out, "  secrets found:");
+        list(
+            &mut out,
+            self.credentials.iter().map(|(k, v)| (k.clone(), *v)),
+        );
+        let _ = writeln!(out, "  credentials seen in traffic (sent by the agent):");
         list(
             &mut out,
             self.findings
                 .iter()
-                .map(|((direction, rule), n)| (format!("{rule} ({direction})"), *n)),
+                .filter(|((direction, _, _), _)| direction == "outbound")
+                .map(|((_, rule, host), n)| (format!("{rule} to {host}"), *n)),
+        );
+        let _ = writeln!(out, "  secrets found in responses and output:");
+        list(
+            &mut out,
+            self.findings
+                .iter()
+                .filter(|((direction, _, _), _)| direction != "outbound")
+                .map(|((direction, rule, host), n)| {
+                    if host.is_empty() {
+                        (format!("{rule} ({direction})"), *n)
+                    } else {
+                        (format!("{rule} ({direction}, from {host})"), *n)
+                    }
+                }),
         );
         let _ = writeln!(out, "  enforce mode would deny:");
-        list(&mut out, self.would_deny.iter().map(|(k, v)| (k.clone(), *v)));
+        list(
+            &mut out,
+            self.would_deny.iter().map(|(k, v)| (k.clone(), *v)),
+        );
         if !self.denied.is_empty() {
             let _ = writeln!(out, "  denied:");
             list(&mut out, self.denied.iter().map(|(k, v)| (k.clone(), *v)));

@@ -26,7 +26,10 @@ pub fn suggest(from: &Path, out: Option<&Path>) -> i32 {
     match out {
         Some(path) => {
             if let Err(err) = std::fs::write(path, &yaml) {
-                eprintln!("cordon policy suggest: cannot write {}: {err}", path.display());
+                eprintln!(
+                    "cordon policy suggest: cannot write {}: {err}",
+                    path.display()
+                );
                 return 2;
             }
             eprintln!(
@@ -90,7 +93,7 @@ pub fn render(summary: &Summary, from: &Path) -> String {
     if entries.contains("- host:") {
         let _ = write!(y, "egress:\n{entries}");
     } else {
-        let _ = write!(y, "{entries}egress: []\n");
+        let _ = writeln!(y, "{entries}egress: []");
     }
     for ((host, port), n) in &summary.boundary {
         let _ = writeln!(
@@ -196,4 +199,98 @@ fn path_is_literal(path: &str) -> bool {
         && !path.contains('*')
         && !path.contains("${")
         && !path.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::summary::Counts;
+    use crate::policy::{Decision, Target};
+
+    fn seen(requests: &[(&str, &str)]) -> Destination {
+        let mut dest = Destination::default();
+        for (method, path) in requests {
+            dest.requests.insert(
+                ((*method).to_owned(), (*path).to_owned()),
+                Counts {
+                    total: 1,
+                    refused: 1,
+                },
+            );
+        }
+        dest
+    }
+
+    fn allows(
+        config: &crate::config::Config,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+    ) -> bool {
+        let target = Target {
+            host,
+            port,
+            method: Some(method),
+            path: Some(path),
+        };
+        matches!(config.policy.decide(&target), Decision::Allow { .. })
+    }
+
+    #[test]
+    fn the_suggestion_allows_exactly_what_was_seen() {
+        let mut summary = Summary {
+            records: 9,
+            agent: Some("bot".into()),
+            ..Summary::default()
+        };
+        let mut api = seen(&[
+            ("GET", "/v1/models"),
+            ("POST", "/v1/chat"),
+            ("GET", "/v1/chat"),
+            ("GET", "/a*b"),
+        ]);
+        api.special_ips.insert("127.0.0.1".into());
+        summary.destinations.insert(("api.test".into(), 8443), api);
+        let tunnel = Destination {
+            tunnels: 2,
+            ..Destination::default()
+        };
+        summary
+            .destinations
+            .insert(("pypi.test".into(), 443), tunnel);
+        summary.boundary.insert(("iam.test".into(), 443), 1);
+        let yaml = render(&summary, Path::new("trail.jsonl"));
+        let config = crate::config::parse(Path::new("s.yaml"), yaml.as_bytes(), &|_| {
+            Err(std::env::VarError::NotPresent)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(config.mode, crate::config::Mode::Enforce);
+        assert!(allows(&config, "api.test", 8443, "GET", "/v1/models"));
+        assert!(allows(&config, "api.test", 8443, "GET", "/v1/chat"));
+        assert!(allows(&config, "api.test", 8443, "POST", "/v1/chat"));
+        assert!(!allows(&config, "api.test", 8443, "POST", "/v1/models"));
+        assert!(!allows(&config, "api.test", 8443, "GET", "/v1/models/x"));
+        assert!(!allows(&config, "api.test", 8443, "GET", "/a*b"));
+        assert!(!allows(&config, "api.test", 443, "GET", "/v1/models"));
+        assert!(!allows(&config, "other.test", 8443, "GET", "/v1/models"));
+        assert!(!allows(&config, "iam.test", 443, "GET", "/"));
+        let entry = &config.policy.egress()[0];
+        assert_eq!(entry.allow_ips.len(), 1);
+        assert_eq!(
+            config.policy.egress()[1].tls,
+            crate::policy::TlsMode::Passthrough
+        );
+        assert!(yaml.contains("iam.test:443"), "boundary refusals are named");
+    }
+
+    #[test]
+    fn an_empty_trail_suggests_an_empty_allowlist() {
+        let yaml = render(&Summary::default(), Path::new("t"));
+        let config = crate::config::parse(Path::new("s.yaml"), yaml.as_bytes(), &|_| {
+            Err(std::env::VarError::NotPresent)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert!(config.policy.egress().is_empty());
+    }
 }

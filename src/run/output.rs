@@ -75,7 +75,11 @@ impl Reporter {
                     end: f.end,
                 })
                 .collect(),
-            detail: Some(format!("child {}: output {}", stream.name(), action.as_str())),
+            detail: Some(format!(
+                "child {}: output {}",
+                stream.name(),
+                action.as_str()
+            )),
             ..self.stamp.record("scan", decision)
         };
         self.audit.record(record);
@@ -97,7 +101,10 @@ enum Pass {
     Log(ScanStream),
     /// `block` before the first finding redacts (so the finding itself never passes);
     /// after it, the stream is cut.
-    Block { redactor: Redactor, cut: bool },
+    Block {
+        redactor: Redactor,
+        cut: bool,
+    },
 }
 
 impl Pass {
@@ -211,4 +218,118 @@ pub fn pump(
     let (out, findings) = pass.step(None, stream);
     emit(&out, &findings, &mut filtered);
     filtered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A writer the test can read after the pump is done.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    const SECRET: &str = "cordon-test-known-value-7d1f3a9b2c";
+
+    fn filter(
+        action: ScanAction,
+    ) -> (std::io::PipeWriter, Sink, std::thread::JoinHandle<Filtered>) {
+        let scanner =
+            Arc::new(Scanner::new(&[], &[("known:T".to_owned(), SECRET.to_owned())]).unwrap());
+        let dir = std::env::temp_dir().join(format!(
+            "cordon-output-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        let metrics = Metrics::new();
+        let (audit, writer) = crate::audit::AuditWriter::open(
+            &dir.join("audit.jsonl"),
+            crate::audit::Fsync::None,
+            metrics.audit_records.clone(),
+        )
+        .unwrap();
+        std::mem::forget(writer);
+        let reporter = Reporter {
+            audit,
+            stamp: Arc::new(Stamp::new("t", None, "sha256:0")),
+            metrics,
+        };
+        let (reader, writer) = std::io::pipe().unwrap();
+        let sink = Sink::default();
+        let out = sink.clone();
+        let handle = std::thread::spawn(move || {
+            pump(reader, out, Stream::Stdout, &scanner, action, &reporter)
+        });
+        (writer, sink, handle)
+    }
+
+    #[test]
+    fn a_secret_split_across_quick_writes_is_redacted() {
+        let (mut child, sink, handle) = filter(ScanAction::Redact);
+        let (a, b) = SECRET.split_at(12);
+        child.write_all(format!("before {a}").as_bytes()).unwrap();
+        child.write_all(format!("{b} after\n").as_bytes()).unwrap();
+        drop(child);
+        let filtered = handle.join().unwrap();
+        let text = sink.text();
+        assert_eq!(text, "before [REDACTED:known:T] after\n");
+        assert_eq!(filtered.findings, 1);
+    }
+
+    #[test]
+    fn a_quiet_child_has_its_partial_line_released() {
+        let (mut child, sink, handle) = filter(ScanAction::Redact);
+        child.write_all(b"prompt> ").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while sink.text() != "prompt> " {
+            assert!(std::time::Instant::now() < deadline, "prompt held back");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(child);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn log_passes_and_block_cuts() {
+        let (mut child, sink, handle) = filter(ScanAction::Log);
+        child
+            .write_all(format!("x {SECRET} y\n").as_bytes())
+            .unwrap();
+        drop(child);
+        assert_eq!(handle.join().unwrap().findings, 1);
+        assert_eq!(sink.text(), format!("x {SECRET} y\n"));
+
+        let (mut child, sink, handle) = filter(ScanAction::Block);
+        child.write_all(b"fine\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        child
+            .write_all(format!("x {SECRET} y\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        child.write_all(b"more\n").unwrap();
+        drop(child);
+        handle.join().unwrap();
+        let text = sink.text();
+        assert!(text.starts_with("fine\n"), "{text}");
+        assert!(!text.contains(SECRET));
+        assert!(text.contains("cut off"));
+        assert!(!text.contains("more"));
+    }
 }
