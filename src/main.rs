@@ -75,6 +75,14 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         proxy_port: u16,
+        #[arg(long)]
+        session: bool,
+        #[arg(required = true, last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Starts a command as a session leader on its terminal (not for direct use).
+    #[command(hide = true)]
+    Session {
         #[arg(required = true, last = true)]
         command: Vec<std::ffi::OsString>,
     },
@@ -146,8 +154,10 @@ fn main() {
         Command::Isolated {
             dir,
             proxy_port,
+            session,
             command,
-        } => cordon::run::isolate::inside(&dir, proxy_port, &command),
+        } => cordon::run::isolate::inside(&dir, proxy_port, session, &command),
+        Command::Session { command } => cordon::run::terminal::become_session_leader(&command),
     };
     std::process::exit(code);
 }

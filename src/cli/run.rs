@@ -7,7 +7,7 @@ use crate::cli::serve::{start, Extras, Role};
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::run::output::{self, Reporter, Stream};
-use crate::run::{env, isolate, RunDir};
+use crate::run::{env, isolate, terminal, RunDir};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -159,26 +159,46 @@ impl Session<'_> {
             return fail("the proxy listener did not start".into());
         };
         let program = self.args.command[0].clone();
-        let mut bridge = None;
-        let mut cmd = match (&self.tools, running.dns_addr) {
-            (Some(tools), Some(dns)) => {
-                match isolate::Bridge::open(self.dir.path(), proxy, dns).and_then(|b| {
-                    bridge = Some(b);
-                    isolate::command(tools, self.dir.path(), proxy.port(), &self.args.command)
-                }) {
-                    Ok(cmd) => cmd,
-                    Err(err) => {
-                        running.stop(DRAIN_AFTER_EXIT).await;
-                        return fail(format!(
-                            "--isolate: cannot isolate: {err}; the command was not run"
-                        ));
-                    }
+        // On a terminal, the child gets one too (a pseudo-terminal cordon reads from).
+        let pty = if terminal::wanted() {
+            match terminal::Pty::open() {
+                Ok(pty) => Some(pty),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no pseudo-terminal; the command's output goes through pipes");
+                    None
                 }
             }
+        } else {
+            None
+        };
+        let mut bridge = None;
+        let built = match (&self.tools, running.dns_addr) {
+            (Some(tools), Some(dns)) => isolate::Bridge::open(self.dir.path(), proxy, dns)
+                .and_then(|b| {
+                    bridge = Some(b);
+                    isolate::command(
+                        tools,
+                        self.dir.path(),
+                        proxy.port(),
+                        pty.is_some(),
+                        &self.args.command,
+                    )
+                })
+                .map_err(|err| {
+                    format!("--isolate: cannot isolate: {err}; the command was not run")
+                }),
+            _ if pty.is_some() => crate::run::session_command(&self.args.command),
             _ => {
                 let mut cmd = tokio::process::Command::new(&program);
                 cmd.args(&self.args.command[1..]);
-                cmd
+                Ok(cmd)
+            }
+        };
+        let mut cmd = match built {
+            Ok(cmd) => cmd,
+            Err(err) => {
+                running.stop(DRAIN_AFTER_EXIT).await;
+                return fail(err);
             }
         };
         cmd.env_clear().envs(env::child_env(
@@ -187,49 +207,65 @@ impl Session<'_> {
             proxy,
             &bundle,
         ));
-        let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
-        let ((out_r, out_w), (err_r, err_w)) = match pipes {
-            Ok(pipes) => pipes,
+        let readers = match wire_stdio(&mut cmd, pty.as_ref()) {
+            Ok(readers) => readers,
             Err(err) => {
                 running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(format!("cannot create the output pipes: {err}"));
+                return fail(err);
             }
         };
-        cmd.stdin(std::process::Stdio::inherit())
-            .stdout(out_w)
-            .stderr(err_w);
+        let raw = pty.as_ref().and_then(|_| terminal::RawMode::enter().ok());
         let spawned = crate::run::spawn(&mut cmd, &program);
-        // Our copies of the pipes' write ends must close, or the filters never see EOF.
+        // Our copies of the child's ends must close, or the filters never see the end.
         drop(cmd);
         let mut child = match spawned {
             Ok(child) => child,
             Err(code) => {
+                drop(raw);
                 running.stop(DRAIN_AFTER_EXIT).await;
                 return code;
             }
         };
+        if let Some(pty) = &pty {
+            if let Ok(writer) = pty.writer() {
+                terminal::forward_input(writer);
+            }
+        }
         let reporter = Reporter {
             audit: state.audit.clone(),
             stamp: state.stamp.clone(),
             metrics: state.metrics.clone(),
         };
         let scanner = state.scanning.scanner();
-        let filters = [(out_r, Stream::Stdout), (err_r, Stream::Stderr)].map(|(pipe, stream)| {
-            let (scanner, reporter) = (scanner.clone(), reporter.clone());
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let filtered = match stream {
-                    Stream::Stdout => {
-                        output::pump(pipe, std::io::stdout(), stream, &scanner, action, &reporter)
-                    }
-                    Stream::Stderr => {
-                        output::pump(pipe, std::io::stderr(), stream, &scanner, action, &reporter)
-                    }
-                };
-                let _ = done_tx.send(filtered);
-            });
-            done_rx
-        });
+        let filters: Vec<_> = readers
+            .into_iter()
+            .map(|(reader, stream)| {
+                let (scanner, reporter) = (scanner.clone(), reporter.clone());
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    let filtered = match stream {
+                        Stream::Stderr => output::pump(
+                            reader,
+                            std::io::stderr(),
+                            stream,
+                            &scanner,
+                            action,
+                            &reporter,
+                        ),
+                        _ => output::pump(
+                            reader,
+                            std::io::stdout(),
+                            stream,
+                            &scanner,
+                            action,
+                            &reporter,
+                        ),
+                    };
+                    let _ = done_tx.send(filtered);
+                });
+                done_rx
+            })
+            .collect();
 
         if let Some(bridge) = &bridge {
             let refused = tokio::select! {
@@ -245,16 +281,18 @@ impl Session<'_> {
                 for filter in filters {
                     let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
                 }
+                drop(raw);
                 running.stop(DRAIN_AFTER_EXIT).await;
                 return fail(format!(
                     "--isolate: cannot isolate: {why}; the command was not run"
                 ));
             }
         }
-        let code = crate::run::wait_forwarding(&mut child).await;
+        let code = crate::run::wait_forwarding(&mut child, pty.as_ref()).await;
         for filter in filters {
             let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
         }
+        drop(raw);
         drop(bridge);
         running.stop(DRAIN_AFTER_EXIT).await;
         if self.observing {
@@ -334,4 +372,44 @@ fn default_trail() -> Result<PathBuf, String> {
         .to_string()
         .replace([':', '-'], "");
     Ok(dir.join(format!("{now}-{}.jsonl", std::process::id())))
+}
+
+/// Connects the child's stdin, stdout and stderr: to the pseudo-terminal when there is one,
+/// else stdin inherited and the other two to pipes. Returns what the filters read.
+fn wire_stdio(
+    cmd: &mut tokio::process::Command,
+    pty: Option<&terminal::Pty>,
+) -> Result<Vec<(std::fs::File, Stream)>, String> {
+    if let Some(pty) = pty {
+        let slave = pty
+            .open_slave()
+            .map_err(|e| format!("cannot open the pseudo-terminal: {e}"))?;
+        let clone = |f: &std::fs::File| {
+            f.try_clone()
+                .map_err(|e| format!("cannot open the pseudo-terminal: {e}"))
+        };
+        cmd.stdin(clone(&slave)?)
+            .stdout(clone(&slave)?)
+            .stderr(slave);
+        let reader = pty
+            .reader()
+            .map_err(|e| format!("cannot read the pseudo-terminal: {e}"))?;
+        return Ok(vec![(reader, Stream::Terminal)]);
+    }
+    let pipe = || std::io::pipe().map_err(|e| format!("cannot create the output pipes: {e}"));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    cmd.stdin(std::process::Stdio::inherit())
+        .stdout(out_w)
+        .stderr(err_w);
+    Ok(vec![
+        (
+            std::fs::File::from(std::os::fd::OwnedFd::from(out_r)),
+            Stream::Stdout,
+        ),
+        (
+            std::fs::File::from(std::os::fd::OwnedFd::from(err_r)),
+            Stream::Stderr,
+        ),
+    ])
 }

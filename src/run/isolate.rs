@@ -134,6 +134,7 @@ pub fn command(
     tools: &Tools,
     dir: &Path,
     proxy_port: u16,
+    session: bool,
     child: &[OsString],
 ) -> Result<tokio::process::Command, String> {
     let exe =
@@ -149,15 +150,19 @@ pub fn command(
         .arg("--dir")
         .arg(dir)
         .arg("--proxy-port")
-        .arg(proxy_port.to_string())
-        .arg("--")
-        .args(child);
+        .arg(proxy_port.to_string());
+    if session {
+        cmd.arg("--session");
+    }
+    cmd.arg("--").args(child);
     Ok(cmd)
 }
 
 /// `cordon isolated`: runs inside the new namespaces; sets them up, reports readiness to
 /// cordon outside, runs the child and returns its exit code.
-pub fn inside(dir: &Path, proxy_port: u16, child: &[OsString]) -> i32 {
+/// With `session`, the child is started through `cordon session` so that the terminal
+/// on its stdin becomes its controlling terminal.
+pub fn inside(dir: &Path, proxy_port: u16, session: bool, child: &[OsString]) -> i32 {
     let paths = paths(dir);
     let report = |message: &str| {
         // Best effort: cordon outside turns this into its exit-2 message.
@@ -193,8 +198,20 @@ pub fn inside(dir: &Path, proxy_port: u16, child: &[OsString]) -> i32 {
         tokio::spawn(relay_from(dns_tcp, paths.dns.clone()));
         tokio::spawn(relay_dns_udp(dns_udp, paths.dns.clone()));
         report("ready");
-        let mut cmd = tokio::process::Command::new(&child[0]);
-        cmd.args(&child[1..]);
+        let mut cmd = if session {
+            match crate::run::session_command(child) {
+                Ok(cmd) => cmd,
+                Err(err) => {
+                    eprintln!("cordon run: {err}");
+                    return 126;
+                }
+            }
+        } else {
+            let mut cmd = tokio::process::Command::new(&child[0]);
+            cmd.args(&child[1..]);
+            cmd
+        };
+        cmd.kill_on_drop(false);
         crate::run::run_child(cmd).await
     })
 }

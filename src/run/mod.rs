@@ -4,6 +4,7 @@
 pub mod env;
 pub mod isolate;
 pub mod output;
+pub mod terminal;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::DirBuilderExt;
@@ -74,8 +75,13 @@ pub fn spawn(
 }
 
 /// Waits for the child, passing on INT, TERM, HUP and WINCH; returns its exit code
-/// (128 + the signal's number when a signal ended it, as shells report it).
-pub async fn wait_forwarding(child: &mut tokio::process::Child) -> i32 {
+/// (128 + the signal's number when a signal ended it, as shells report it). With `pty`,
+/// the child has a terminal of its own: WINCH resizes it, and the other signals are
+/// always passed on (cordon's terminal, in raw mode, sends the child none).
+pub async fn wait_forwarding(
+    child: &mut tokio::process::Child,
+    pty: Option<&terminal::Pty>,
+) -> i32 {
     let Some(pid) = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32))
@@ -108,7 +114,12 @@ pub async fn wait_forwarding(child: &mut tokio::process::Child) -> i32 {
         tokio::select! {
             status = child.wait() => break status,
             Some(sig) = rx.recv() => {
-                if terminal_delivers(sig) {
+                if let Some(pty) = pty {
+                    if sig == rustix::process::Signal::WINCH {
+                        pty.copy_size();
+                        continue;
+                    }
+                } else if terminal_delivers(sig) {
                     // The terminal sent it to the whole foreground group, the child too.
                     continue;
                 }
@@ -151,7 +162,16 @@ fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
 pub async fn run_child(mut cmd: tokio::process::Command) -> i32 {
     let program = cmd.as_std().get_program().to_owned();
     match spawn(&mut cmd, &program) {
-        Ok(mut child) => wait_forwarding(&mut child).await,
+        Ok(mut child) => wait_forwarding(&mut child, None).await,
         Err(code) => code,
     }
+}
+
+/// `cordon session -- CMD`: CMD as the leader of a new session on the terminal it is given.
+pub fn session_command(child: &[std::ffi::OsString]) -> Result<tokio::process::Command, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find cordon's own executable: {e}"))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("session").arg("--").args(child);
+    Ok(cmd)
 }

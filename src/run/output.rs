@@ -27,6 +27,8 @@ pub enum Stream {
     Stdout,
     /// The child's stderr.
     Stderr,
+    /// The child's terminal (stdout and stderr both, as on any terminal).
+    Terminal,
 }
 
 impl Stream {
@@ -34,6 +36,7 @@ impl Stream {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Terminal => "terminal",
         }
     }
 }
@@ -165,7 +168,7 @@ impl Pass {
 /// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
 /// own thread (blocking reads, so the idle wait is a `poll` on the pipe).
 pub fn pump(
-    mut from: std::io::PipeReader,
+    mut from: impl Read + std::os::fd::AsFd,
     mut to: impl Write,
     stream: Stream,
     scanner: &Arc<Scanner>,
