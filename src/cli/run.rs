@@ -50,6 +50,16 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("cordon run: {message}");
         2
     };
+    // The command runs as the same user as cordon. Not dumpable, cordon's memory and
+    // /proc/<pid>/environ (where the real secrets are) are closed to it, and it cannot
+    // attach a debugger; the command itself starts dumpable as usual.
+    if let Err(err) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        return fail(format!(
+            "cannot protect cordon's memory from the command: {err}"
+        ));
+    }
     let dir = match RunDir::create() {
         Ok(dir) => dir,
         Err(err) => return fail(err),
