@@ -35,6 +35,10 @@ pub struct Record {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// Every address the name resolved to, when one of them is special-purpose (private,
+    /// loopback, …): what `allow_ips` would have to list for this request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub special_addresses: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -167,10 +167,19 @@ impl Summary {
         }
         let method = str_of(record, "method").unwrap_or("");
         let destination = self.destinations.entry(key).or_default();
-        // Whatever the first reason was, an address only `allow_ips` permits is noted.
-        if let Some(ip) = str_of(record, "ip").and_then(|ip| ip.parse().ok()) {
-            if crate::net::classify::permitted(ip, &[]).is_err() {
-                destination.special_ips.insert(ip.to_string());
+        // Whatever the first reason was, an address only `allow_ips` permits is noted: the
+        // one dialled, and every special-purpose address the name resolved to.
+        let listed = record
+            .get("special_addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for ip in listed.chain(str_of(record, "ip")) {
+            if let Ok(ip) = ip.parse() {
+                if crate::net::classify::permitted(ip, &[]).is_err() {
+                    destination.special_ips.insert(ip.to_string());
+                }
             }
         }
         if method == "CONNECT" {

@@ -321,6 +321,13 @@ pub(crate) async fn checked_addresses(
         .iter()
         .filter_map(|ip| permitted(*ip, allow_ips).err().map(|class| (*ip, class)))
         .collect();
+    if !refused.is_empty() {
+        ex.record.special_addresses = addrs
+            .iter()
+            .filter(|ip| crate::net::classify::permitted(**ip, &[]).is_err())
+            .map(IpAddr::to_string)
+            .collect();
+    }
     if let Some((ip, class)) = refused.first() {
         // One bad address refuses the name: a rebinding answer mixes a public address with
         // an internal one, and cordon will not pick between them.
