@@ -33,10 +33,7 @@ impl RunDir {
         let mut random = [0u8; 6];
         getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
         let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let path = std::env::temp_dir().join(format!(
-            "cordon-run-{}-{suffix}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("cordon-run-{}-{suffix}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
@@ -79,7 +76,10 @@ pub fn spawn(
 /// Waits for the child, passing on INT, TERM, HUP and WINCH; returns its exit code
 /// (128 + the signal's number when a signal ended it, as shells report it).
 pub async fn wait_forwarding(child: &mut tokio::process::Child) -> i32 {
-    let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
+    let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    else {
         return exit_code(child.wait().await);
     };
     let kinds = [
