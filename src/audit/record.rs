@@ -35,6 +35,10 @@ pub struct Record {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// Every address the name resolved to, when there were several: each one is checked,
+    /// so a policy written from the trail must permit them all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

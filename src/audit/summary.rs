@@ -166,8 +166,13 @@ impl Summary {
         }
         let method = str_of(record, "method").unwrap_or("");
         let destination = self.destinations.entry(key).or_default();
-        // Whatever the first reason was, an address only `allow_ips` permits is noted.
-        if let Some(ip) = str_of(record, "ip").and_then(|ip| ip.parse().ok()) {
+        // Whatever the first reason was, an address only `allow_ips` permits is noted: the
+        // one dialled, and every other the name resolved to (each is checked in enforce mode).
+        let ips = record.get("ips").and_then(Value::as_array);
+        let addresses = str_of(record, "ip")
+            .into_iter()
+            .chain(ips.into_iter().flatten().filter_map(Value::as_str));
+        for ip in addresses.filter_map(|ip| ip.parse::<std::net::IpAddr>().ok()) {
             if crate::net::classify::permitted(ip, &[]).is_err() {
                 destination.special_ips.insert(ip.to_string());
             }

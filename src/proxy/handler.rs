@@ -317,6 +317,9 @@ pub(crate) async fn checked_addresses(
         Ok(addrs) => addrs,
         Err(err) => return Err(ex.deny(DenyReason::DnsFailure, err.to_string())),
     };
+    if addrs.len() > 1 {
+        ex.record.ips = addrs.iter().map(IpAddr::to_string).collect();
+    }
     let refused: Vec<(IpAddr, AddrClass)> = addrs
         .iter()
         .filter_map(|ip| permitted(*ip, allow_ips).err().map(|class| (*ip, class)))
