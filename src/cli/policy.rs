@@ -86,6 +86,17 @@ pub fn render(summary: &Summary, from: &Path) -> String {
             ids.join(", ")
         );
     }
+    if summary
+        .destinations
+        .values()
+        .any(|d| d.tunnels > 0 && !d.requests.is_empty())
+    {
+        let _ = writeln!(
+            y,
+            "# HTTPS origins are verified against the public (webpki) roots and\n\
+             # `tls.extra_roots`: list an origin's private CA there."
+        );
+    }
     let mut entries = String::new();
     for ((host, port), dest) in &summary.destinations {
         entry(&mut entries, host, *port, dest);
