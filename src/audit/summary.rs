@@ -132,7 +132,9 @@ impl Summary {
         *self.decisions.entry(decision.to_owned()).or_default() += 1;
         let reason = str_of(record, "reason");
         match (decision, reason) {
-            ("would_deny", Some(reason)) => *self.would_deny.entry(reason.to_owned()).or_default() += 1,
+            ("would_deny", Some(reason)) => {
+                *self.would_deny.entry(reason.to_owned()).or_default() += 1
+            }
             ("deny", Some(reason)) => *self.denied.entry(reason.to_owned()).or_default() += 1,
             _ => {}
         }
@@ -240,7 +242,10 @@ impl Summary {
             }
         }
         let _ = writeln!(out, "  credentials injected:");
-        list(&mut out, self.credentials.iter().map(|(k, v)| (k.clone(), *v)));
+        list(
+            &mut out,
+            self.credentials.iter().map(|(k, v)| (k.clone(), *v)),
+        );
         let _ = writeln!(out, "  secrets found:");
         list(
             &mut out,
@@ -249,7 +254,10 @@ impl Summary {
                 .map(|((direction, rule), n)| (format!("{rule} ({direction})"), *n)),
         );
         let _ = writeln!(out, "  enforce mode would deny:");
-        list(&mut out, self.would_deny.iter().map(|(k, v)| (k.clone(), *v)));
+        list(
+            &mut out,
+            self.would_deny.iter().map(|(k, v)| (k.clone(), *v)),
+        );
         if !self.denied.is_empty() {
             let _ = writeln!(out, "  denied:");
             list(&mut out, self.denied.iter().map(|(k, v)| (k.clone(), *v)));

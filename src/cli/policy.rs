@@ -26,7 +26,10 @@ pub fn suggest(from: &Path, out: Option<&Path>) -> i32 {
     match out {
         Some(path) => {
             if let Err(err) = std::fs::write(path, &yaml) {
-                eprintln!("cordon policy suggest: cannot write {}: {err}", path.display());
+                eprintln!(
+                    "cordon policy suggest: cannot write {}: {err}",
+                    path.display()
+                );
                 return 2;
             }
             eprintln!(
@@ -90,7 +93,7 @@ pub fn render(summary: &Summary, from: &Path) -> String {
     if entries.contains("- host:") {
         let _ = write!(y, "egress:\n{entries}");
     } else {
-        let _ = write!(y, "{entries}egress: []\n");
+        let _ = writeln!(y, "{entries}egress: []");
     }
     for ((host, port), n) in &summary.boundary {
         let _ = writeln!(

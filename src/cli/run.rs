@@ -7,7 +7,7 @@ use crate::cli::serve::{start, Extras, Role};
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::run::output::{self, Reporter, Stream};
-use crate::run::{env, isolate, RunDir};
+use crate::run::{env, isolate, output_pipe, RunDir};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,7 +142,11 @@ impl Session<'_> {
             Err(err) => return fail(err),
         };
         let state = running.state.clone();
-        let ca_pem = state.ca.as_ref().map(|ca| ca.cert_pem()).unwrap_or_default();
+        let ca_pem = state
+            .ca
+            .as_ref()
+            .map(|ca| ca.cert_pem())
+            .unwrap_or_default();
         let bundle = match env::write_bundle(self.dir.path(), self.system.as_deref(), &ca_pem) {
             Ok(bundle) => bundle,
             Err(err) => {
@@ -165,7 +169,9 @@ impl Session<'_> {
                     Ok(cmd) => cmd,
                     Err(err) => {
                         running.stop(DRAIN_AFTER_EXIT).await;
-                        return fail(format!("--isolate: cannot isolate: {err}; the command was not run"));
+                        return fail(format!(
+                            "--isolate: cannot isolate: {err}; the command was not run"
+                        ));
                     }
                 }
             }
@@ -175,9 +181,13 @@ impl Session<'_> {
                 cmd
             }
         };
-        cmd.env_clear()
-            .envs(env::child_env(std::env::vars_os(), &self.config, proxy, &bundle));
-        let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+        cmd.env_clear().envs(env::child_env(
+            std::env::vars_os(),
+            &self.config,
+            proxy,
+            &bundle,
+        ));
+        let pipes = output_pipe().and_then(|out| Ok((out, output_pipe()?)));
         let ((out_r, out_w), (err_r, err_w)) = match pipes {
             Ok(pipes) => pipes,
             Err(err) => {
@@ -204,11 +214,7 @@ impl Session<'_> {
             metrics: state.metrics.clone(),
         };
         let scanner = state.scanning.scanner();
-        let filters = [
-            (out_r, Stream::Stdout),
-            (err_r, Stream::Stderr),
-        ]
-        .map(|(pipe, stream)| {
+        let filters = [(out_r, Stream::Stdout), (err_r, Stream::Stderr)].map(|(pipe, stream)| {
             let (scanner, reporter) = (scanner.clone(), reporter.clone());
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
@@ -240,7 +246,9 @@ impl Session<'_> {
                     let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
                 }
                 running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(format!("--isolate: cannot isolate: {why}; the command was not run"));
+                return fail(format!(
+                    "--isolate: cannot isolate: {why}; the command was not run"
+                ));
             }
         }
         let code = crate::run::wait_forwarding(&mut child).await;
@@ -250,8 +258,7 @@ impl Session<'_> {
         drop(bridge);
         running.stop(DRAIN_AFTER_EXIT).await;
         if self.observing {
-            match crate::audit::summary::summarize(&trail, crate::audit::summary::Scope::LastRun)
-            {
+            match crate::audit::summary::summarize(&trail, crate::audit::summary::Scope::LastRun) {
                 Ok(summary) => eprint!("{}", summary.inventory(&trail)),
                 Err(err) => eprintln!("cordon run: no inventory: {err}"),
             }
@@ -274,8 +281,16 @@ fn observe_config(args: &RunArgs) -> Result<Config, String> {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .collect();
-    let name = if name.is_empty() { "agent".to_owned() } else { name };
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default().replace("${", "$${");
+    let name = if name.is_empty() {
+        "agent".to_owned()
+    } else {
+        name
+    };
+    let quote = |s: &str| {
+        serde_json::to_string(s)
+            .unwrap_or_default()
+            .replace("${", "$${")
+    };
     let yaml = format!(
         "version: 1\nagent: {{ name: {} }}\nmode: observe\naudit: {{ path: {} }}\n",
         quote(&name),

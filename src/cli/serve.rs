@@ -156,7 +156,9 @@ pub(crate) async fn start(config: Config, role: Role, extras: Extras) -> Result<
         Some(
             TcpListener::bind(config.listen.proxy)
                 .await
-                .map_err(|err| format!("listen.proxy: cannot bind {}: {err}", config.listen.proxy))?,
+                .map_err(|err| {
+                    format!("listen.proxy: cannot bind {}: {err}", config.listen.proxy)
+                })?,
         )
     } else {
         None
@@ -340,8 +342,11 @@ impl Running {
 
 /// The name servers of the system's resolv.conf, for a DNS listener without upstreams.
 fn system_upstreams() -> Result<Vec<SocketAddr>, String> {
-    let (conf, _) = hickory_resolver::system_conf::read_system_conf()
-        .map_err(|err| format!("dns.upstream: not set, and the system resolver configuration cannot be read: {err}"))?;
+    let (conf, _) = hickory_resolver::system_conf::read_system_conf().map_err(|err| {
+        format!(
+            "dns.upstream: not set, and the system resolver configuration cannot be read: {err}"
+        )
+    })?;
     let mut upstreams: Vec<SocketAddr> = Vec::new();
     for server in conf.name_servers() {
         if !upstreams.contains(&server.socket_addr) {

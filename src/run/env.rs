@@ -62,11 +62,7 @@ pub fn system_bundle() -> Option<PathBuf> {
 }
 
 /// Writes `dir/ca-bundle.pem`: the system bundle followed by cordon's CA certificate.
-pub fn write_bundle(
-    dir: &Path,
-    system: Option<&Path>,
-    ca_pem: &str,
-) -> Result<PathBuf, String> {
+pub fn write_bundle(dir: &Path, system: Option<&Path>, ca_pem: &str) -> Result<PathBuf, String> {
     let mut bundle = match system {
         Some(path) => std::fs::read(path)
             .map_err(|e| format!("cannot read the system CA bundle {}: {e}", path.display()))?,
@@ -77,8 +73,7 @@ pub fn write_bundle(
     }
     bundle.extend_from_slice(ca_pem.as_bytes());
     let path = dir.join("ca-bundle.pem");
-    std::fs::write(&path, bundle)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, bundle).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 

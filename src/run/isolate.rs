@@ -31,7 +31,9 @@ pub struct Tools {
 pub fn tools() -> Result<Tools, String> {
     let find = |name: &str, package: &str| {
         crate::run::which(name).ok_or_else(|| {
-            format!("`{name}` ({package}) was not found on PATH; it is needed to create the namespace")
+            format!(
+                "`{name}` ({package}) was not found on PATH; it is needed to create the namespace"
+            )
         })
     };
     let unshare = find("unshare", "util-linux")?;
@@ -134,8 +136,8 @@ pub fn command(
     proxy_port: u16,
     child: &[OsString],
 ) -> Result<tokio::process::Command, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find cordon's own executable: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find cordon's own executable: {e}"))?;
     let mut cmd = tokio::process::Command::new(&tools.unshare);
     if !rustix::process::geteuid().is_root() {
         // Unprivileged: a user namespace grants the rights to configure the other two.

@@ -33,10 +33,7 @@ impl RunDir {
         let mut random = [0u8; 6];
         getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
         let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let path = std::env::temp_dir().join(format!(
-            "cordon-run-{}-{suffix}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("cordon-run-{}-{suffix}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
@@ -54,6 +51,14 @@ impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A pipe for one of the child's output streams: the read end for cordon's filter, the
+/// write end for the child's stdout or stderr. Both ends close on exec; the child's copy
+/// of the write end, made when it is installed as fd 1 or 2, does not.
+pub fn output_pipe() -> std::io::Result<(std::fs::File, std::process::Stdio)> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((std::fs::File::from(read), std::process::Stdio::from(write)))
 }
 
 /// Starts `cmd`; on failure prints why and returns the shell's code (127 not found,
@@ -79,7 +84,10 @@ pub fn spawn(
 /// Waits for the child, passing on INT, TERM, HUP and WINCH; returns its exit code
 /// (128 + the signal's number when a signal ended it, as shells report it).
 pub async fn wait_forwarding(child: &mut tokio::process::Child) -> i32 {
-    let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
+    let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    else {
         return exit_code(child.wait().await);
     };
     let kinds = [

@@ -75,7 +75,11 @@ impl Reporter {
                     end: f.end,
                 })
                 .collect(),
-            detail: Some(format!("child {}: output {}", stream.name(), action.as_str())),
+            detail: Some(format!(
+                "child {}: output {}",
+                stream.name(),
+                action.as_str()
+            )),
             ..self.stamp.record("scan", decision)
         };
         self.audit.record(record);
@@ -97,7 +101,10 @@ enum Pass {
     Log(ScanStream),
     /// `block` before the first finding redacts (so the finding itself never passes);
     /// after it, the stream is cut.
-    Block { redactor: Redactor, cut: bool },
+    Block {
+        redactor: Redactor,
+        cut: bool,
+    },
 }
 
 impl Pass {
@@ -158,7 +165,7 @@ impl Pass {
 /// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
 /// own thread (blocking reads, so the idle wait is a `poll` on the pipe).
 pub fn pump(
-    mut from: std::io::PipeReader,
+    mut from: std::fs::File,
     mut to: impl Write,
     stream: Stream,
     scanner: &Arc<Scanner>,
