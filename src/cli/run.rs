@@ -225,6 +225,7 @@ impl Session<'_> {
             }
         };
         let raw = pty.as_ref().and_then(|_| terminal::RawMode::enter().ok());
+        let signals = crate::run::Signals::catch();
         let spawned = crate::run::spawn(&mut cmd, &program);
         // Our copies of the child's ends must close, or the filters never see the end.
         drop(cmd);
@@ -298,7 +299,7 @@ impl Session<'_> {
                 ));
             }
         }
-        let code = crate::run::wait_forwarding(&mut child, pty.as_ref()).await;
+        let code = crate::run::wait_forwarding(&mut child, pty.as_ref(), signals).await;
         for filter in filters {
             let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
         }

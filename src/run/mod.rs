@@ -74,13 +74,57 @@ pub fn spawn(
     })
 }
 
-/// Waits for the child, passing on INT, TERM, HUP and WINCH; returns its exit code
+/// The signals cordon passes on, caught from before the child starts (so one arriving
+/// while it starts is passed on, not fatal to cordon).
+pub struct Signals {
+    rx: tokio::sync::mpsc::UnboundedReceiver<rustix::process::Signal>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Signals {
+    /// Starts catching INT, TERM, HUP and WINCH.
+    pub fn catch() -> Signals {
+        let kinds = [
+            (SignalKind::interrupt(), rustix::process::Signal::INT),
+            (SignalKind::terminate(), rustix::process::Signal::TERM),
+            (SignalKind::hangup(), rustix::process::Signal::HUP),
+            (SignalKind::window_change(), rustix::process::Signal::WINCH),
+        ];
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut listeners = Vec::new();
+        for (kind, sig) in kinds {
+            let Ok(mut stream) = signal(kind) else {
+                continue;
+            };
+            let tx = tx.clone();
+            listeners.push(tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(sig).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        Signals { rx, listeners }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+/// Waits for the child, passing on the signals `signals` caught; returns its exit code
 /// (128 + the signal's number when a signal ended it, as shells report it). With `pty`,
 /// the child has a terminal of its own: WINCH resizes it, and the other signals are
 /// always passed on (cordon's terminal, in raw mode, sends the child none).
 pub async fn wait_forwarding(
     child: &mut tokio::process::Child,
     pty: Option<&terminal::Pty>,
+    mut signals: Signals,
 ) -> i32 {
     let Some(pid) = child
         .id()
@@ -88,32 +132,10 @@ pub async fn wait_forwarding(
     else {
         return exit_code(child.wait().await);
     };
-    let kinds = [
-        (SignalKind::interrupt(), rustix::process::Signal::INT),
-        (SignalKind::terminate(), rustix::process::Signal::TERM),
-        (SignalKind::hangup(), rustix::process::Signal::HUP),
-        (SignalKind::window_change(), rustix::process::Signal::WINCH),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut listeners = Vec::new();
-    for (kind, sig) in kinds {
-        let Ok(mut stream) = signal(kind) else {
-            continue;
-        };
-        let tx = tx.clone();
-        listeners.push(tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if tx.send(sig).is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    drop(tx);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
-            Some(sig) = rx.recv() => {
+            Some(sig) = signals.rx.recv() => {
                 if let Some(pty) = pty {
                     if sig == rustix::process::Signal::WINCH {
                         pty.copy_size();
@@ -127,9 +149,6 @@ pub async fn wait_forwarding(
             }
         }
     };
-    for listener in listeners {
-        listener.abort();
-    }
     exit_code(status)
 }
 
@@ -161,8 +180,9 @@ fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
 /// Runs `cmd` with inherited stdio and returns its exit code (used inside the namespace).
 pub async fn run_child(mut cmd: tokio::process::Command) -> i32 {
     let program = cmd.as_std().get_program().to_owned();
+    let signals = Signals::catch();
     match spawn(&mut cmd, &program) {
-        Ok(mut child) => wait_forwarding(&mut child, None).await,
+        Ok(mut child) => wait_forwarding(&mut child, None, signals).await,
         Err(code) => code,
     }
 }

@@ -145,6 +145,11 @@ impl Pass {
                 };
                 if !findings.is_empty() {
                     *cut = true;
+                    // Nothing after the first secret passes, not even the rest of this write.
+                    let label = format!("[REDACTED:{}]", findings[0].rule);
+                    if let Some(at) = out.windows(label.len()).position(|w| w == label.as_bytes()) {
+                        out.truncate(at + label.len());
+                    }
                     let _ = write!(
                         out,
                         "\n[cordon: the child's {} is cut off here: it carried a secret ({})]\n",
@@ -334,5 +339,7 @@ mod tests {
         assert!(!text.contains(SECRET));
         assert!(text.contains("cut off"));
         assert!(!text.contains("more"));
+        assert!(!text.contains("same-write"), "{text}");
+        assert!(text.contains("x [REDACTED:known:T]"), "{text}");
     }
 }
