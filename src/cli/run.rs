@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// How long in-flight requests may finish after the child has exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long the isolation helper's report is still waited for once it has exited (it
+/// reports before it starts the command, so the report is then already queued).
+const REPORT_AFTER_EXIT: Duration = Duration::from_millis(500);
 /// How long output still in the pipes (a background grandchild may hold them open) is
 /// waited for after the child has exited.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -279,12 +282,25 @@ impl Session<'_> {
             .collect();
 
         if let Some(bridge) = &bridge {
-            let refused = tokio::select! {
-                ready = bridge.ready() => ready.err(),
-                status = child.wait() => Some(match status {
-                    Ok(status) => format!("the namespace could not be created ({status}; see the message above)"),
-                    Err(err) => format!("the namespace helper failed: {err}"),
-                }),
+            let ready = bridge.ready();
+            tokio::pin!(ready);
+            let first = tokio::select! {
+                ready = &mut ready => Ok(ready),
+                status = child.wait() => Err(status),
+            };
+            let refused = match first {
+                Ok(ready) => ready.err(),
+                // A quick command can be over before its helper's report is read: the
+                // report (readiness or the problem) is then already queued on the socket.
+                Err(status) => match tokio::time::timeout(REPORT_AFTER_EXIT, &mut ready).await {
+                    Ok(ready) => ready.err(),
+                    Err(_) => Some(match status {
+                        Ok(status) => format!(
+                            "the namespace could not be created ({status}; see the message above)"
+                        ),
+                        Err(err) => format!("the namespace helper failed: {err}"),
+                    }),
+                },
             };
             if let Some(why) = refused {
                 let _ = child.start_kill();
