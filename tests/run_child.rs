@@ -1177,6 +1177,24 @@ fn sigterm_to_cordon_reaches_the_child_and_cordon_exits_with_its_code() {
 }
 
 #[test]
+fn sighup_and_sigwinch_to_cordon_reach_the_child() {
+    for (signal, name, code) in [(Signal::HUP, "HUP", 44), (Signal::WINCH, "WINCH", 45)] {
+        let setup = Setup::new("run-hup-winch");
+        let config = setup.config(None, "redact");
+        let mut run =
+            Running::start(setup.command(&config, &["sh", "-c", &trapping_child(name, code)]));
+        run.wait_stdout("ready", Duration::from_secs(10));
+        run.signal(signal);
+        let done = run.finish(LIMIT);
+        assert_eq!(done.code, code, "{name}: stderr:\n{}", done.stderr);
+        assert_eq!(
+            done.stdout_text(),
+            format!("ready\ngot-{}\n", name.to_ascii_lowercase())
+        );
+    }
+}
+
+#[test]
 fn a_child_ignoring_sigterm_keeps_cordon_running_until_it_exits() {
     let setup = Setup::new("run-hung");
     let config = setup.config(None, "redact");
