@@ -12,9 +12,20 @@ use support::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(dns: &DnsServer, egress: &str, deny: &str, extra_dns: &str) -> (Cordon, SocketAddr) {
+    start_in(dns, "enforce", egress, deny, extra_dns)
+}
+
+fn start_in(
+    dns: &DnsServer,
+    mode: &str,
+    egress: &str,
+    deny: &str,
+    extra_dns: &str,
+) -> (Cordon, SocketAddr) {
     let yaml = format!(
         r#"version: 1
 agent: {{ name: dns-test }}
+mode: {mode}
 listen: {{ proxy: "127.0.0.1:0", admin: "127.0.0.1:0", dns: "127.0.0.1:0" }}
 dns: {{ upstream: ["{upstream}"]{extra_dns} }}
 egress:
@@ -479,4 +490,70 @@ fn a_flood_of_random_names_is_refused_without_forwarding_and_bounded_in_the_trai
         dns_records.len()
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn observe_mode_answers_what_policy_would_refuse_and_records_would_deny() {
+    let dns = DnsServer::start(&[
+        ("api.example.com", "93.184.216.34".parse().unwrap()),
+        ("unlisted.example.net", "93.184.216.35".parse().unwrap()),
+        ("inside.example.net", "10.1.2.3".parse().unwrap()),
+        ("iam.example.com", "93.184.216.36".parse().unwrap()),
+    ]);
+    let (cordon, server) = start_in(
+        &dns,
+        "observe",
+        "  - { host: api.example.com, ports: [443] }\n  - { host: inside.example.net, ports: [443] }",
+        "  - { host: iam.example.com }",
+        "",
+    );
+    let answered = |name: &str| addresses(&ask(server, name, RecordType::A, false));
+    assert_eq!(
+        answered("api.example.com."),
+        vec!["93.184.216.34".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        answered("unlisted.example.net."),
+        vec!["93.184.216.35".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        answered("iam.example.com."),
+        vec!["93.184.216.36".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        answered("inside.example.net."),
+        vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+    );
+    // Record types that could carry data out are still refused.
+    for (name, qtype) in [
+        ("api.example.com.", RecordType::TXT),
+        ("unlisted.example.net.", RecordType::TXT),
+    ] {
+        assert_eq!(
+            ask(server, name, qtype, false).response_code(),
+            ResponseCode::Refused,
+            "{name} {qtype}"
+        );
+    }
+    let reason_of = |host: &str| {
+        let record = cordon.wait_for_records(|r| r["kind"] == "dns" && r["host"] == host, WAIT);
+        (
+            record["decision"].as_str().unwrap_or("").to_owned(),
+            record["reason"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(reason_of("api.example.com"), ("allow".into(), "".into()));
+    assert_eq!(
+        reason_of("unlisted.example.net"),
+        ("would_deny".into(), "not_allowed".into())
+    );
+    assert_eq!(
+        reason_of("iam.example.com"),
+        ("would_deny".into(), "boundary".into())
+    );
+    assert_eq!(
+        reason_of("inside.example.net"),
+        ("would_deny".into(), "private_answer".into())
+    );
+    let _ = cordon.stop();
 }

@@ -258,6 +258,7 @@ pub(crate) async fn start(config: Config, role: Role, extras: Extras) -> Result<
     if let (Some((udp, tcp)), Some(forwarder)) = (dns_sockets, dns_forwarder) {
         let service = Arc::new(DnsService::new(
             config.policy.clone(),
+            config.mode,
             &config.dns,
             forwarder,
             audit.clone(),

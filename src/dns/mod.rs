@@ -57,6 +57,9 @@ pub struct DnsService {
     allow: Vec<HostPattern>,
     allow_types: Vec<RecordType>,
     block_private: bool,
+    /// `mode: observe`: names the policy would refuse are answered and recorded as
+    /// `would_deny` (malformed names and unlisted record types are still refused).
+    observe: bool,
     forwarder: Arc<Forwarder>,
     records: DnsRecords,
     metrics: Metrics,
@@ -66,6 +69,7 @@ impl DnsService {
     /// A resolver deciding by `policy` and `dns`, forwarding through `forwarder`.
     pub fn new(
         policy: Policy,
+        mode: crate::config::Mode,
         dns: &Dns,
         forwarder: Arc<Forwarder>,
         audit: AuditHandle,
@@ -82,6 +86,7 @@ impl DnsService {
             allow: dns.allow.clone(),
             allow_types,
             block_private: dns.block_private_answers,
+            observe: mode == crate::config::Mode::Observe,
             forwarder,
             records: DnsRecords::new(audit, stamp),
             metrics,
@@ -158,8 +163,18 @@ impl DnsService {
         if canonical_host(host).map(|h| h != host).unwrap_or(true) {
             return refuse(DnsReason::BadName);
         }
+        // In observe mode a policy refusal is only noted; the first one is the record's reason.
+        let mut would = None;
         let allow_ips = match self.name_decision(host) {
             NameDecision::Allowed { allow_ips } => allow_ips,
+            NameDecision::Boundary if self.observe => {
+                would = Some(DnsReason::Boundary);
+                Vec::new()
+            }
+            NameDecision::NotListed if self.observe => {
+                would = Some(DnsReason::NotAllowed);
+                Vec::new()
+            }
             NameDecision::Boundary => return refuse(DnsReason::Boundary),
             NameDecision::NotListed => return refuse(DnsReason::NotAllowed),
         };
@@ -193,10 +208,13 @@ impl DnsService {
                 RData::CNAME(target) => {
                     let target = target.0.to_lowercase();
                     let target_host = target.to_ascii().trim_end_matches('.').to_owned();
-                    if !matches!(
+                    let target_allowed = matches!(
                         self.name_decision(&target_host),
                         NameDecision::Allowed { .. }
-                    ) {
+                    );
+                    if !target_allowed && self.observe {
+                        would = would.or(Some(DnsReason::CnameNotAllowed));
+                    } else if !target_allowed {
                         return (
                             ResponseCode::Refused,
                             Vec::new(),
@@ -210,12 +228,22 @@ impl DnsService {
                     kept.push(record);
                 }
                 RData::A(a) if self.block_private && permitted(a.0.into(), &allow_ips).is_err() => {
-                    dropped += 1
+                    if self.observe {
+                        would = would.or(Some(DnsReason::PrivateAnswer));
+                        kept.push(record);
+                    } else {
+                        dropped += 1
+                    }
                 }
                 RData::AAAA(a)
                     if self.block_private && permitted(a.0.into(), &allow_ips).is_err() =>
                 {
-                    dropped += 1
+                    if self.observe {
+                        would = would.or(Some(DnsReason::PrivateAnswer));
+                        kept.push(record);
+                    } else {
+                        dropped += 1
+                    }
                 }
                 _ if record.record_type() == qtype || record.record_type() == RecordType::CNAME => {
                     kept.push(record)
@@ -240,7 +268,8 @@ impl DnsService {
         }
         let outcome = Outcome {
             allowed: true,
-            reason: (dropped > 0).then_some(DnsReason::PrivateAnswer),
+            reason: would.or((dropped > 0).then_some(DnsReason::PrivateAnswer)),
+            would_deny: would.is_some(),
             upstream,
         };
         (answer.rcode, kept, outcome)
@@ -269,6 +298,8 @@ impl DnsService {
 struct Outcome {
     allowed: bool,
     reason: Option<DnsReason>,
+    /// Answered only because of observe mode.
+    would_deny: bool,
     upstream: Option<Duration>,
 }
 
@@ -277,15 +308,16 @@ impl Outcome {
         Outcome {
             allowed: false,
             reason: Some(reason),
+            would_deny: false,
             upstream: None,
         }
     }
 
     fn decision(&self) -> &'static str {
-        if self.allowed {
-            "allow"
-        } else {
-            "deny"
+        match (self.allowed, self.would_deny) {
+            (true, false) => "allow",
+            (true, true) => "would_deny",
+            (false, _) => "deny",
         }
     }
 }
@@ -337,7 +369,7 @@ struct DnsRecords {
 
 #[derive(Default)]
 struct Window {
-    entries: HashMap<(String, RecordType, bool, Option<DnsReason>), Tally>,
+    entries: HashMap<(String, RecordType, &'static str, Option<DnsReason>), Tally>,
     /// Decisions past the per-second limit: (allowed, refused).
     overflow: (u64, u64),
 }
@@ -360,7 +392,7 @@ impl DnsRecords {
 
     fn note(&self, host: &str, qtype: RecordType, outcome: &Outcome, answers: u32) {
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (host.to_owned(), qtype, outcome.allowed, outcome.reason);
+        let key = (host.to_owned(), qtype, outcome.decision(), outcome.reason);
         let full = window.entries.len() >= RECORDS_PER_SECOND;
         match window.entries.get_mut(&key) {
             Some(tally) => {
@@ -390,7 +422,7 @@ impl DnsRecords {
         let window = std::mem::take(&mut *self.window.lock().unwrap_or_else(|e| e.into_inner()));
         let mut entries: Vec<_> = window.entries.into_iter().collect();
         entries.sort_by_key(|(_, tally)| tally.first);
-        for ((host, qtype, allowed, reason), tally) in entries {
+        for ((host, qtype, decision, reason), tally) in entries {
             let record = Record {
                 reason: reason.map(DnsReason::as_str),
                 host: Some(host),
@@ -400,9 +432,7 @@ impl DnsRecords {
                     .upstream
                     .map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
                 count: Some(tally.count),
-                ..self
-                    .stamp
-                    .record("dns", if allowed { "allow" } else { "deny" })
+                ..self.stamp.record("dns", decision)
             };
             self.audit.record(record);
         }
@@ -472,6 +502,7 @@ mod tests {
         let stamp = Arc::new(Stamp::new("fuzz", None, "sha256:0"));
         let service = DnsService::new(
             Policy::new(vec![entry], Vec::new()),
+            crate::config::Mode::Enforce,
             &dns,
             forwarder,
             audit,
