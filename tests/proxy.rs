@@ -813,3 +813,54 @@ fn a_tunnel_open_past_the_drain_limit_is_closed_and_recorded() {
     assert!(trail.contains("serve stopped"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn plain_requests_fall_back_to_the_next_checked_address() {
+    // origin.test resolves to two loopback addresses; nothing listens on the first.
+    let origin = Origin::plain();
+    let dns = DnsServer::start(&[
+        ("origin.test", "127.0.0.3".parse().unwrap()),
+        ("origin.test", "127.0.0.1".parse().unwrap()),
+    ]);
+    let cordon = Cordon::start(&config(
+        &dns,
+        &format!(
+            "  - {{ host: origin.test, ports: [{}], allow_ips: [127.0.0.0/8] }}",
+            origin.port()
+        ),
+        "  []",
+        "enforce",
+    ));
+    let url = format!("http://origin.test:{}/fallback", origin.port());
+    let response = get(cordon.proxy_addr(), &url, "");
+    assert_eq!(
+        parse_status(&response),
+        200,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("host"),
+        Some(format!("origin.test:{}", origin.port()).as_str())
+    );
+    let record = cordon.wait_for_records(|r| r["kind"] == "http" && r["path"] == "/fallback", WAIT);
+    assert_eq!(
+        record["ip"], "127.0.0.1",
+        "the record names the address dialled"
+    );
+    // A name resolving only to addresses nobody listens on is still a readable 502.
+    let dead = DnsServer::start(&[("origin.test", "127.0.0.3".parse().unwrap())]);
+    let cordon = Cordon::start(&config(
+        &dead,
+        &format!(
+            "  - {{ host: origin.test, ports: [{}], allow_ips: [127.0.0.0/8] }}",
+            origin.port()
+        ),
+        "  []",
+        "enforce",
+    ));
+    let response = get(cordon.proxy_addr(), &url, "");
+    assert_denied(&cordon, &response, 502, "upstream_unreachable");
+}

@@ -2,6 +2,7 @@
 //! addresses only.
 
 pub mod classify;
+pub mod pinned;
 pub mod resolve;
 
 pub use classify::{classify, permitted, AddrClass};

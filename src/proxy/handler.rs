@@ -127,7 +127,7 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    parts.uri = match upstream_uri(addrs[0], dest.port, &path, &query) {
+    parts.uri = match upstream_uri(&addrs, dest.port, &path, &query) {
         Ok(uri) => uri,
         Err(hint) => return ex.deny(DenyReason::MalformedRequest, hint),
     };
@@ -137,7 +137,16 @@ async fn forward(mut ex: Exchange, req: Request<Incoming>) -> Response<ProxyBody
     let outbound = Arc::new(Outbound::default());
     let upstream_req = Request::from_parts(parts, Counted::new(body, outbound.clone()));
     match ex.state().client.clone().request(upstream_req).await {
-        Ok(response) => respond(ex, response, outbound).await,
+        Ok(response) => {
+            // The address actually dialled (one of the checked ones).
+            if let Some(info) = response
+                .extensions()
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            {
+                ex.record.ip = Some(info.remote_addr().ip().to_string());
+            }
+            respond(ex, response, outbound).await
+        }
         Err(err) => {
             tracing::debug!(error = %err, "upstream request failed");
             if let Some(response) = agent_fault(&mut ex, &outbound) {
@@ -350,12 +359,10 @@ pub(crate) async fn checked_addresses(
     Ok(addrs)
 }
 
-/// The URI the upstream client dials: the checked address, never the name.
-fn upstream_uri(ip: IpAddr, port: u16, path: &str, query: &str) -> Result<Uri, String> {
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
+/// The URI the upstream client dials: the checked addresses (tried in order), never the
+/// name (see [`crate::net::pinned`]).
+fn upstream_uri(addrs: &[IpAddr], port: u16, path: &str, query: &str) -> Result<Uri, String> {
+    let host = crate::net::pinned::encode(addrs);
     format!("http://{host}:{port}{path}{query}")
         .parse()
         .map_err(|_| "the request target cannot be forwarded".to_owned())

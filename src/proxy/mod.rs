@@ -33,7 +33,8 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The upstream client for plain HTTP; its URIs always carry the checked IP address.
-pub type UpstreamClient = Client<HttpConnector, Counted<scan::OutboundBody>>;
+pub type UpstreamClient =
+    Client<HttpConnector<crate::net::pinned::PinnedAddrs>, Counted<scan::OutboundBody>>;
 
 /// Everything a request needs, built once from the config.
 pub struct State {
@@ -74,7 +75,7 @@ impl State {
             credentials,
             observe_intercept,
         } = parts;
-        let mut connector = HttpConnector::new();
+        let mut connector = HttpConnector::new_with_resolver(crate::net::pinned::PinnedAddrs);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(crate::net::CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
