@@ -516,17 +516,7 @@ fn python_urllib_child_reaches_the_origin_with_the_credential_injected() {
                   \x20   print('status', r.status)\n\
                   \x20   print(r.read().decode())\n";
     let done = setup.run(&config, &["python3", "-c", script, &url]);
-    let out = setup.scrub(&done.stdout_text(), &[]);
-    let err = setup.scrub(&done.stderr, &[]);
-    assert_eq!(done.code, 0, "python succeeded: {out}\nstderr:\n{err}");
-    assert!(out.contains("status 200"), "python got 200: {out}");
-    assert!(
-        out.contains("\"path\":\"/v1/python\""),
-        "python got the body: {out}"
-    );
-    assert_injected(&origin, "/v1/python", &setup.secret);
-    assert_injection_recorded(&setup.records(), "/v1/python");
-    setup.assert_clean(&done, &[]);
+    assert_client_succeeded(&setup, &origin, &done, "python", "/v1/python");
 }
 
 #[test]
@@ -562,17 +552,7 @@ connect.end();
 "#;
     let port = origin.port().to_string();
     let done = setup.run(&config, &["node", "-e", script, &port]);
-    let out = setup.scrub(&done.stdout_text(), &[]);
-    let err = setup.scrub(&done.stderr, &[]);
-    assert_eq!(done.code, 0, "node succeeded: {out}\nstderr:\n{err}");
-    assert!(out.contains("status 200"), "node got 200: {out}");
-    assert!(
-        out.contains("\"path\":\"/v1/node\""),
-        "node got the body: {out}"
-    );
-    assert_injected(&origin, "/v1/node", &setup.secret);
-    assert_injection_recorded(&setup.records(), "/v1/node");
-    setup.assert_clean(&done, &[]);
+    assert_client_succeeded(&setup, &origin, &done, "node", "/v1/node");
 }
 
 #[test]
@@ -1229,4 +1209,20 @@ fn a_child_ignoring_sigterm_keeps_cordon_running_until_it_exits() {
         records.iter().any(|r| r["detail"] == "cordon run started"),
         "the trail starts with the run"
     );
+}
+
+/// A client child that printed `status 200` and the origin's body for `path`: exit 0, the
+/// credential injected and recorded, no secret anywhere cordon wrote.
+fn assert_client_succeeded(setup: &Setup, origin: &Origin, done: &Done, client: &str, path: &str) {
+    let out = setup.scrub(&done.stdout_text(), &[]);
+    let err = setup.scrub(&done.stderr, &[]);
+    assert_eq!(done.code, 0, "{client} succeeded: {out}\nstderr:\n{err}");
+    assert!(out.contains("status 200"), "{client} got 200: {out}");
+    assert!(
+        out.contains(&format!("\"path\":\"{path}\"")),
+        "{client} got the body: {out}"
+    );
+    assert_injected(origin, path, &setup.secret);
+    assert_injection_recorded(&setup.records(), path);
+    setup.assert_clean(done, &[]);
 }

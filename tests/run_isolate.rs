@@ -281,17 +281,23 @@ fn isolation_impossible_without_unshare_exits_2_before_the_child() {
             ("mount", find_tool("mount")),
         ],
     );
-    let (ran, child_ran) = isolate_with_path(&dir, &bin);
+    refused_before_the_child(&dir, &bin, "`unshare`");
+}
+
+/// Runs an isolated child with `PATH=bin`; asserts exit 2, a message naming `why`, and
+/// that the child never ran.
+fn refused_before_the_child(dir: &Path, bin: &Path, why: &str) {
+    let (ran, child_ran) = isolate_with_path(dir, bin);
     assert_eq!(ran.code, 2, "{}", ran.both());
     assert!(
         ran.stderr.contains("--isolate: cannot isolate")
-            && ran.stderr.contains("`unshare`")
+            && ran.stderr.contains(why)
             && ran.stderr.contains("the command was not run"),
         "the reason is given: {}",
         ran.both()
     );
     assert!(!child_ran, "the child never ran");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -310,17 +316,7 @@ fn namespace_that_cannot_be_set_up_exits_2_before_the_child() {
             ("ip", find_tool("false")),
         ],
     );
-    let (ran, child_ran) = isolate_with_path(&dir, &bin);
-    assert_eq!(ran.code, 2, "{}", ran.both());
-    assert!(
-        ran.stderr.contains("--isolate: cannot isolate")
-            && ran.stderr.contains("loopback")
-            && ran.stderr.contains("the command was not run"),
-        "the reason is given: {}",
-        ran.both()
-    );
-    assert!(!child_ran, "the child never ran");
-    let _ = std::fs::remove_dir_all(&dir);
+    refused_before_the_child(&dir, &bin, "loopback");
 }
 
 /// The unprivileged path: as `nobody`, cordon needs a user namespace as well.
