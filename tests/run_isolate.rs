@@ -138,26 +138,16 @@ fn isolated_child_reaches_nothing_but_cordon() {
         "the host's /etc/resolv.conf is unchanged"
     );
 
-    // Through the proxy: allowed and delivered.
-    assert_eq!(
-        ran.line("proxied").as_deref(),
-        Some("200"),
-        "{}",
-        ran.both()
-    );
-    // Around the proxy: nothing listens at the origin's address inside (curl 7: cannot
-    // connect), whether the variables are gone or curl is told to ignore them.
-    assert_eq!(
-        ran.line("direct-unset").as_deref(),
-        Some("7"),
-        "{}",
-        ran.both()
-    );
-    assert_eq!(
-        ran.line("direct-noproxy").as_deref(),
-        Some("7"),
-        "{}",
-        ran.both()
+    // Through the proxy: allowed and delivered. Around the proxy: nothing listens at the
+    // origin's address inside (curl 7: cannot connect), whether the variables are gone or
+    // curl is told to ignore them.
+    expect_lines(
+        &ran,
+        &[
+            ("proxied", "200"),
+            ("direct-unset", "7"),
+            ("direct-noproxy", "7"),
+        ],
     );
     let paths: Vec<String> = origin.requests().iter().map(|r| r.path()).collect();
     assert_eq!(paths, ["/via-proxy"], "only the proxied request arrived");
@@ -170,12 +160,7 @@ fn isolated_child_reaches_nothing_but_cordon() {
         "{}",
         ran.both()
     );
-    assert_eq!(
-        ran.line("denied-name").as_deref(),
-        Some("2"),
-        "{}",
-        ran.both()
-    );
+    expect_lines(&ran, &[("denied-name", "2")]);
     assert_eq!(
         dns.queries_for("denied.test"),
         0,
@@ -376,26 +361,28 @@ fn isolation_works_unprivileged_through_a_user_namespace() {
         None,
     );
     assert_eq!(ran.code, 5, "{}", ran.both());
-    assert_eq!(
-        ran.line("proxied").as_deref(),
-        Some("200"),
-        "{}",
-        ran.both()
-    );
-    assert_eq!(
-        ran.line("direct-unset").as_deref(),
-        Some("7"),
-        "{}",
-        ran.both()
-    );
-    assert_eq!(
-        ran.line("denied-name").as_deref(),
-        Some("2"),
-        "{}",
-        ran.both()
+    expect_lines(
+        &ran,
+        &[
+            ("proxied", "200"),
+            ("direct-unset", "7"),
+            ("denied-name", "2"),
+        ],
     );
     let paths: Vec<String> = origin.requests().iter().map(|r| r.path()).collect();
     assert_eq!(paths, ["/via-proxy"]);
     assert_trail_verifies(&trail);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Asserts that each `label` line the probe printed has `value`.
+fn expect_lines(ran: &Ran, expected: &[(&str, &str)]) {
+    for (label, value) in expected {
+        assert_eq!(
+            ran.line(label).as_deref(),
+            Some(*value),
+            "{label}: {}",
+            ran.both()
+        );
+    }
 }
