@@ -13,9 +13,20 @@ use support::*;
 /// after a pause); returns everything the terminal showed and the exit code (`script -e`
 /// returns cordon's, which is the command's).
 fn on_terminal(label: &str, script: &str, keys: &[&[u8]], env: &[(&str, &str)]) -> (String, i32) {
+    on_terminal_with(label, "", script, keys, env)
+}
+
+/// As [`on_terminal`], with extra `cordon run` options (e.g. `--isolate`).
+fn on_terminal_with(
+    label: &str,
+    options: &str,
+    script: &str,
+    keys: &[&[u8]],
+    env: &[(&str, &str)],
+) -> (String, i32) {
     let dir = unique_temp_dir(label);
     let inner = format!(
-        "{} run --audit {} -- sh -c {}",
+        "{} run {options} --audit {} -- sh -c {}",
         env!("CARGO_BIN_EXE_cordon"),
         dir.join("audit.jsonl").display(),
         shell_quote(script)
@@ -128,4 +139,25 @@ fn what_the_command_prints_on_its_terminal_is_redacted() {
     assert!(trail.contains("\"direction\":\"output\""));
     assert!(!trail.contains(&secret));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_isolated_command_gets_its_terminal_too() {
+    if !rustix::process::geteuid().is_root() && std::env::var_os("CI").is_none() {
+        eprintln!("SKIPPED: --isolate on a terminal is tested as root");
+        return;
+    }
+    let (shown, code) = on_terminal_with(
+        "tty-isolate",
+        "--isolate",
+        "test -t 0 && test -t 1 && test -t 2 && echo all-three-are-terminals; \
+         read line; echo \"typed:$line\"; \
+         n=0; trap 'n=$((n+1))' INT; sleep 3 & wait; sleep 0.5; echo \"interrupts:$n\"; exit 42",
+        &[b"inside\r", b"\x03"],
+        &[],
+    );
+    assert!(shown.contains("all-three-are-terminals"), "{shown}");
+    assert!(shown.contains("typed:inside"), "{shown}");
+    assert!(shown.contains("interrupts:1"), "{shown}");
+    assert_eq!(code, 42, "{shown}");
 }
