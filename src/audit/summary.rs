@@ -62,30 +62,27 @@ pub enum Scope {
     LastRun,
 }
 
-/// Verifies the chain in `path`, then counts its records.
+/// Verifies the chain in `path`, then counts its records (one line at a time: a trail of
+/// any size is summarised in bounded memory).
 pub fn summarize(path: &Path, scope: Scope) -> Result<Summary, String> {
     super::verify_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut records = Vec::new();
+    let mut summary = Summary::default();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
+        let record: Value =
             serde_json::from_str(&line).map_err(|e| format!("{}: {e}", path.display()))?;
-        records.push(value);
-    }
-    if scope == Scope::LastRun {
-        if let Some(start) = records.iter().rposition(|r| {
-            str_of(r, "kind") == Some("config") && str_of(r, "detail") == Some("cordon run started")
-        }) {
-            records.drain(..start);
+        if scope == Scope::LastRun
+            && str_of(&record, "kind") == Some("config")
+            && str_of(&record, "detail") == Some("cordon run started")
+        {
+            // A later run starts here: only what follows belongs to the last one.
+            summary = Summary::default();
         }
-    }
-    let mut summary = Summary::default();
-    for record in &records {
-        summary.add(record);
+        summary.add(&record);
     }
     Ok(summary)
 }
