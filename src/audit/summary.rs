@@ -310,3 +310,85 @@ fn list(out: &mut String, items: impl Iterator<Item = (String, u64)>) {
         let _ = writeln!(out, "    (none)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditWriter, Fsync, Record, Stamp};
+
+    fn trail(records: Vec<Record>) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cordon-summary-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let (audit, writer) = AuditWriter::open(
+            &path,
+            Fsync::None,
+            prometheus::IntCounter::new("n", "n").unwrap(),
+        )
+        .unwrap();
+        for record in records {
+            audit.record(record);
+        }
+        writer.shutdown();
+        path
+    }
+
+    #[test]
+    fn the_last_run_is_what_follows_its_start_record() {
+        let stamp = Stamp::new("bot", None, "sha256:0");
+        let started = || Record {
+            detail: Some("cordon run started".into()),
+            ..stamp.record("config", "allow")
+        };
+        let request = |path: &str, decision: &'static str| Record {
+            method: Some("GET".into()),
+            host: Some("api.test".into()),
+            port: Some(443),
+            path: Some(path.into()),
+            ip: Some("127.0.0.1".into()),
+            reason: (decision == "would_deny").then_some("not_allowed"),
+            ..stamp.record("http", decision)
+        };
+        let path = trail(vec![
+            started(),
+            request("/first", "would_deny"),
+            started(),
+            request("/second", "would_deny"),
+            request("/second", "allow"),
+        ]);
+        let last = summarize(&path, Scope::LastRun).unwrap();
+        let dest = &last.destinations[&("api.test".to_owned(), 443)];
+        let paths: Vec<&str> = dest.requests.keys().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(paths, ["/second"]);
+        assert_eq!(
+            dest.requests[&("GET".to_owned(), "/second".to_owned())],
+            Counts {
+                total: 2,
+                refused: 1
+            }
+        );
+        assert!(dest.special_ips.contains("127.0.0.1"));
+        assert_eq!(last.would_deny["not_allowed"], 1);
+        let all = summarize(&path, Scope::All).unwrap();
+        assert_eq!(all.requests(), 3);
+        assert_eq!(all.records, 5);
+    }
+
+    #[test]
+    fn a_broken_chain_is_not_summarised() {
+        let stamp = Stamp::new("bot", None, "sha256:0");
+        let path = trail(vec![
+            stamp.record("config", "allow"),
+            stamp.record("config", "allow"),
+        ]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"allow\"", "\"deny\"", 1)).unwrap();
+        let err = summarize(&path, Scope::All).unwrap_err();
+        assert!(err.contains("seq 1"), "{err}");
+    }
+}
