@@ -36,11 +36,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: cordon::cli::LogFormat,
     },
-    /// Validate a config and print the effective policy (exit 0, or 2 with the problem).
+    /// Validate a config, test its listeners and credential sources, and print the
+    /// effective policy (exit 0, or 2 with the problem).
     #[command(after_help = "Example:\n  cordon check --config examples/cordon.yaml")]
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not ask the credential sources for a value (by default each is fetched once,
+        /// as `serve` does at start: an unset variable or a failing plug-in is an error).
+        #[arg(long)]
+        no_fetch: bool,
     },
     /// Find secrets in files, directories or stdin (exit 0 clean, 1 findings, 2 error).
     #[command(
@@ -136,7 +141,7 @@ fn main() {
         Command::Dns { config, log_format } => {
             cordon::cli::serve::run_role(&config, log_format, cordon::cli::serve::Role::Dns)
         }
-        Command::Check { config } => cordon::cli::check::run(&config),
+        Command::Check { config, no_fetch } => cordon::cli::check::run(&config, no_fetch),
         Command::Scan(args) => cordon::cli::scan::run(&args),
         Command::Ca {
             command: CaCommand::Init(location),

@@ -412,11 +412,26 @@ fn example_config_is_accepted() {
     let text = text
         .replace("127.0.0.1:15001", "127.0.0.1:0")
         .replace("127.0.0.1:15090", "127.0.0.1:0");
-    let (out, _) = check(&text);
+    let (_, file) = check(&text);
+    // The credential it names is fetched from the environment, as `serve` would.
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("LLM_API_KEY", LLM_TEST_VALUE)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains(LLM_TEST_VALUE) && !stderr.contains(LLM_TEST_VALUE),
+        "cordon check printed the credential's value"
+    );
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(stdout.trim_end().ends_with("config ok"), "{stdout}");
+    assert!(
+        stdout.contains("credential llm: fetched (no expiry given)"),
+        "{stdout}"
+    );
     for needle in [
         "agent: example-agent",
         "mode: enforce",
@@ -432,4 +447,73 @@ fn example_config_is_accepted() {
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in {stdout}");
     }
+}
+
+#[test]
+fn check_fetches_every_credential_once_unless_told_not_to() {
+    // An unset variable: the credential could not be served, so the config is refused.
+    let yaml = with(
+        "credentials: {gh: {source: {env: CORDON_TEST_SURELY_UNSET}, \
+         inject: {header: Authorization, value: \"token {secret}\"}}}\n",
+    );
+    assert_refused(
+        &yaml,
+        &["credentials.gh", "CORDON_TEST_SURELY_UNSET", "--no-fetch"],
+    );
+    let (_, file) = check(&yaml);
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["check", "--no-fetch", "--config"])
+        .arg(&file)
+        .env_remove("CORDON_TEST_SURELY_UNSET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("credentials: not fetched (--no-fetch)"),
+        "{stdout}"
+    );
+
+    // A plug-in that answers: its expiry is shown, its value never.
+    let dir = scratch_dir();
+    let plugin = dir.join("get-token");
+    let value = "plugin-value-check-must-not-print";
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nprintf '%s' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{value}\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (out, _) = check(&with(&format!(
+        "credentials: {{cloud: {{source: {{exec: {{command: [\"{}\"]}}}}}}}}\n",
+        plugin.display()
+    )));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains(value) && !stderr.contains(value),
+        "cordon check printed the plug-in's value"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("credential cloud: fetched (expires in"),
+        "{stdout}"
+    );
+
+    // A plug-in that fails: refused, with what it said.
+    std::fs::write(&plugin, "#!/bin/sh\necho 'no session' >&2\nexit 3\n").unwrap();
+    assert_refused(
+        &with(&format!(
+            "credentials: {{cloud: {{source: {{exec: {{command: [\"{}\"]}}}}}}}}\n",
+            plugin.display()
+        )),
+        &["credentials.cloud"],
+    );
 }

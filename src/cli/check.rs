@@ -5,14 +5,29 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
-/// Validates the config and prints the effective policy; returns the exit code.
-pub fn run(config: &Path) -> i32 {
+/// Validates the config and prints the effective policy; returns the exit code. Unless
+/// `no_fetch`, every credential source is asked for a value once, as `serve` would at start.
+pub fn run(config: &Path, no_fetch: bool) -> i32 {
     let result = config::load(config)
         .map_err(|e| e.to_string())
-        .and_then(|cfg| check_environment(&cfg).map(|()| cfg));
+        .and_then(|cfg| check_environment(&cfg).map(|()| cfg))
+        .and_then(|cfg| {
+            let fetched = if no_fetch {
+                Vec::new()
+            } else {
+                fetch_credentials(&cfg)?
+            };
+            Ok((cfg, fetched))
+        });
     match result {
-        Ok(cfg) => {
+        Ok((cfg, fetched)) => {
             print!("{}", config::describe(&cfg));
+            for line in fetched {
+                println!("{line}");
+            }
+            if no_fetch && !cfg.credentials.is_empty() {
+                println!("credentials: not fetched (--no-fetch)");
+            }
             println!("config ok");
             0
         }
@@ -33,6 +48,17 @@ fn check_environment(cfg: &Config) -> Result<(), String> {
         .listen
         .admin
         .map(|addr| bind("listen.admin", addr))
+        .transpose()
+        .map_err(|e| format!("{file}: {e}"))?;
+    let _dns = cfg
+        .listen
+        .dns
+        .map(|addr| {
+            let tcp = bind("listen.dns", addr)?;
+            let udp = std::net::UdpSocket::bind(addr)
+                .map_err(|e| format!("listen.dns: cannot bind {addr}/udp: {e}"))?;
+            Ok::<_, String>((tcp, udp))
+        })
         .transpose()
         .map_err(|e| format!("{file}: {e}"))?;
 
@@ -65,5 +91,58 @@ fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, String> {
             _ => e.to_string(),
         };
         format!("{key}: cannot bind {addr}: {reason}")
+    })
+}
+
+/// Asks every credential source for a value once (the checks `serve` makes at start);
+/// returns one line per credential naming its version and expiry, never its value.
+fn fetch_credentials(cfg: &Config) -> Result<Vec<String>, String> {
+    if cfg.credentials.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let metrics = crate::metrics::Metrics::new();
+        let credentials = crate::credentials::Credentials::start_with_roots(
+            &cfg.credentials,
+            &cfg.tls.extra_roots,
+            &metrics,
+        )
+        .await;
+        let mut lines = Vec::new();
+        for spec in &cfg.credentials {
+            let Some(cache) = credentials.get(&spec.id) else {
+                continue;
+            };
+            match cache.current() {
+                Ok(issued) => {
+                    let expiry = match issued.expires_at {
+                        Some(at) => match at.duration_since(std::time::SystemTime::now()) {
+                            Ok(left) => format!(
+                                "expires in {}",
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    left.as_secs()
+                                ))
+                            ),
+                            Err(_) => "expired".to_owned(),
+                        },
+                        None => "no expiry given".to_owned(),
+                    };
+                    lines.push(format!("credential {}: fetched ({expiry})", spec.id));
+                }
+                Err(err) => {
+                    return Err(format!(
+                        "{}: credentials.{}: {} (--no-fetch skips this check)",
+                        cfg.source.display(),
+                        spec.id,
+                        err.message
+                    ))
+                }
+            }
+        }
+        Ok(lines)
     })
 }
