@@ -8,7 +8,7 @@
 //! `=` padding) are added too, so a value encoded on its own is reported and redacted
 //! whole. The same is done for the base64url alphabet.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
@@ -22,8 +22,14 @@ pub(crate) const MIN_KNOWN_LEN: usize = 8;
 /// DFA's memory grows with states × byte classes.
 const DFA_MAX_PATTERN_BYTES: usize = 64 * 1024;
 
-/// Length of the sampled grams.
-const GRAM: usize = 4;
+/// Length of the sampled grams when the shortest pattern is short.
+const SHORT_GRAM: usize = 4;
+/// Length of the sampled grams when every pattern is at least [`LONG_GRAM_MIN_LEN`] long:
+/// 4-byte grams of hex-encoded values are common in ordinary hex text (hashes, ids), 8-byte
+/// ones are not, so the automaton runs far less often.
+const LONG_GRAM: usize = 8;
+/// The shortest pattern that allows [`LONG_GRAM`] (and still a stride of 9).
+const LONG_GRAM_MIN_LEN: usize = 16;
 
 /// Bits in the gram filter: 2^20 bits (128 KiB) keeps it in L2 and its density low for
 /// thousands of patterns.
@@ -31,29 +37,38 @@ const FILTER_BITS: u32 = 20;
 
 /// The exact-value automaton and the sampling filter in front of it.
 ///
-/// Every pattern is at least `min_len` long, so any occurrence contains a 4-byte gram at
-/// one of every `stride = min_len - 3` positions. The scan tests only those positions
-/// against a bit set of all the patterns' grams and runs the automaton only around a
-/// set bit, over every start an occurrence through that gram could have. That reports
-/// exactly what a full automaton pass reports (the longest pattern at each start) while
-/// touching one position in `stride`: with 40-byte credentials, one in 37.
+/// Every pattern is at least `min_len` long, so with `stride = min_len - gram + 1` any
+/// occurrence holds a whole gram at one of the sampled positions `from + k·stride`, and
+/// the first such position lies fewer than `stride` bytes after the occurrence's start. The
+/// filter therefore holds, for each pattern, only its grams at offsets `0..stride`. The
+/// scan tests one position in `stride`; on a hit at `p`, an occurrence can only start in
+/// `p - stride + 1 ..= p`, and each of those starts is checked with an anchored search,
+/// which gives up at the first byte no pattern continues with. That reports exactly what
+/// a full automaton pass reports (the longest pattern at each start) while reading a few
+/// bytes per hit, however long the longest pattern is.
 pub(crate) struct Exact {
     pub(crate) ac: AhoCorasick,
     /// For each pattern, the index of the known value it encodes.
     pub(crate) owner: Vec<u32>,
     pub(crate) max_len: usize,
     stride: usize,
+    /// [`SHORT_GRAM`] or [`LONG_GRAM`].
+    gram: usize,
     grams: Vec<u64>,
 }
 
-fn gram_hash(g: [u8; GRAM]) -> usize {
-    (u32::from_le_bytes(g).wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
+/// The filter bit of the gram `g` (4 or 8 bytes).
+fn gram_hash(g: &[u8]) -> usize {
+    let x = match g.len() {
+        LONG_GRAM => u64::from_le_bytes(g.try_into().expect("gram length")),
+        _ => u64::from(u32::from_le_bytes(g.try_into().expect("gram length"))),
+    };
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
 }
 
 impl Exact {
     fn gram_at(&self, hay: &[u8], p: usize) -> bool {
-        let g: [u8; GRAM] = hay[p..p + GRAM].try_into().expect("gram length");
-        let h = gram_hash(g);
+        let h = gram_hash(&hay[p..p + self.gram]);
         self.grams[h / 64] & (1 << (h % 64)) != 0
     }
 
@@ -67,37 +82,25 @@ impl Exact {
         to: usize,
         emit: &mut dyn FnMut(usize, usize, usize),
     ) {
-        let sample_end = (to + self.max_len).min(hay.len());
+        // An occurrence starting before `to` has its first sample before `to + stride`.
+        let sample_end = (to + self.stride - 1 + self.gram).min(hay.len());
         let mut covered = from;
         let mut p = from;
-        while p + GRAM <= sample_end {
+        while p + self.gram <= sample_end {
             if self.gram_at(hay, p) {
-                // Occurrences through this gram start in [p + GRAM - max_len, p].
-                let lo = covered.max((p + GRAM).saturating_sub(self.max_len));
+                let lo = covered.max(p + 1 - self.stride.min(p + 1));
                 let hi = (p + 1).min(to);
-                if lo < hi {
-                    self.run(hay, lo, hi, emit);
-                    covered = hi;
+                for start in lo..hi {
+                    let input = Input::new(hay)
+                        .span(start..(start + self.max_len).min(hay.len()))
+                        .anchored(Anchored::Yes);
+                    if let Some(m) = self.ac.find(input) {
+                        emit(m.pattern().as_usize(), m.start(), m.end());
+                    }
                 }
+                covered = covered.max(hi);
             }
             p += self.stride;
-        }
-    }
-
-    /// The automaton over starts in `lo..hi`, restarting one byte after each hit so no hit
-    /// hides one that starts inside it.
-    fn run(&self, hay: &[u8], lo: usize, hi: usize, emit: &mut dyn FnMut(usize, usize, usize)) {
-        let end = (hi - 1 + self.max_len).min(hay.len());
-        let mut pos = lo;
-        while pos < hi {
-            let Some(m) = self.ac.find(Input::new(hay).span(pos..end)) else {
-                break;
-            };
-            if m.start() >= hi {
-                break;
-            }
-            emit(m.pattern().as_usize(), m.start(), m.end());
-            pos = m.start() + 1;
         }
     }
 }
@@ -216,16 +219,24 @@ pub(crate) fn build(values: &[&[u8]]) -> Result<Option<Exact>, ScanError> {
     let kind = (total <= DFA_MAX_PATTERN_BYTES).then_some(AhoCorasickKind::DFA);
     let ac = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
+        .start_kind(StartKind::Anchored)
         .kind(kind)
         .build(&patterns)
         .map_err(|e| ScanError(format!("known values: cannot build matcher: {e}")))?;
     let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
     let min_len = patterns.iter().map(Vec::len).min().unwrap_or(0);
-    debug_assert!(min_len >= MIN_KNOWN_LEN && MIN_KNOWN_LEN > GRAM);
+    debug_assert!(min_len >= MIN_KNOWN_LEN && MIN_KNOWN_LEN > SHORT_GRAM);
+    let gram = if min_len >= LONG_GRAM_MIN_LEN {
+        LONG_GRAM
+    } else {
+        SHORT_GRAM
+    };
+    let stride = min_len - gram + 1;
     let mut grams = vec![0u64; (1 << FILTER_BITS) / 64];
     for p in &patterns {
-        for w in p.windows(GRAM) {
-            let h = gram_hash(w.try_into().expect("gram length"));
+        // An occurrence's first sample falls on one of its first `stride` grams.
+        for w in p.windows(gram).take(stride) {
+            let h = gram_hash(w);
             grams[h / 64] |= 1 << (h % 64);
         }
     }
@@ -233,7 +244,50 @@ pub(crate) fn build(values: &[&[u8]]) -> Result<Option<Exact>, ScanError> {
         ac,
         owner,
         max_len,
-        stride: min_len - GRAM + 1,
+        stride,
+        gram,
         grams,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every encoding of `value`, planted at every offset in hex-heavy filler, is found
+    /// exactly where it was planted (whichever gram length the filter chose).
+    fn finds_every_encoding_everywhere(value: &[u8], gram: usize) {
+        let exact = build(&[value]).unwrap().unwrap();
+        assert_eq!(exact.gram, gram);
+        let filler: Vec<u8> = b"deadbeef0123456789abcdef "
+            .iter()
+            .cycle()
+            .take(300)
+            .copied()
+            .collect();
+        for encoded in encodings(value) {
+            for offset in [0, 1, 7, 8, 9, 63, 150, 299] {
+                let mut hay = filler[..offset].to_vec();
+                hay.extend_from_slice(&encoded);
+                hay.extend_from_slice(&filler[offset..]);
+                let mut found = Vec::new();
+                exact.find(&hay, 0, hay.len(), &mut |_, s, e| found.push((s, e)));
+                assert!(
+                    found.contains(&(offset, offset + encoded.len())),
+                    "an encoding of length {} at {offset} was missed (gram {gram})",
+                    encoded.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_values_use_long_grams_and_miss_nothing() {
+        finds_every_encoding_everywhere(b"tok-4f1e9a7c2b3d8e6f0a1b2c3d4e5f6a7b", LONG_GRAM);
+    }
+
+    #[test]
+    fn short_values_use_short_grams_and_miss_nothing() {
+        finds_every_encoding_everywhere(b"pw-9x2kq", SHORT_GRAM);
+    }
 }
