@@ -1073,6 +1073,62 @@ fn a_partial_prompt_line_reaches_cordons_stdout_before_the_child_exits() {
     );
 }
 
+#[test]
+fn output_a_slow_reader_has_not_taken_yet_is_delivered_after_the_child_exits() {
+    // `cordon run -- cmd | less`: the child writes everything into the pipes and exits
+    // while whatever reads cordon's stdout is still looking at the first page. What cordon
+    // holds then is still the child's output and must be delivered once it is read.
+    const SIZE: usize = 100_000;
+    let setup = Setup::new("run-slow-reader");
+    let config = setup.config(None, "redact");
+    let marker = setup.dir.join("child-exited");
+    let script = format!(
+        "head -c {SIZE} /dev/zero | tr '\\0' x; : > '{}'",
+        marker.display()
+    );
+    let mut child = setup
+        .command(&config, &["sh", "-c", &script])
+        .spawn()
+        .expect("spawn cordon");
+    let stderr = collect(child.stderr.take().unwrap(), Chunks::default());
+    let deadline = Instant::now() + LIMIT;
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the child never finished writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The reader comes back well after the child has gone.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .expect("read cordon's stdout");
+    let status = child.wait().expect("wait for cordon");
+    let _ = stderr.join();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout.len(), SIZE, "every byte the child wrote arrives");
+    assert!(stdout.iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn a_quiet_background_process_holding_the_pipes_does_not_keep_cordon_running() {
+    let setup = Setup::new("run-background");
+    let config = setup.config(None, "redact");
+    let run =
+        Running::start(setup.command(&config, &["sh", "-c", "sleep 60 & echo started; exit 3"]));
+    let started = run.started;
+    let done = run.finish(LIMIT);
+    assert_eq!(done.code, 3, "{}", done.stderr);
+    assert_eq!(done.stdout_text(), "started\n");
+    let took = done.exited.duration_since(started);
+    assert!(took < Duration::from_secs(8), "cordon took {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Exit codes and signals
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use crate::run::{env, isolate, terminal, RunDir};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long in-flight requests may finish after the child has exited.
@@ -18,8 +19,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long the isolation helper's report is still waited for once it has exited (it
 /// reports before it starts the command, so the report is then already queued).
 const REPORT_AFTER_EXIT: Duration = Duration::from_millis(500);
-/// How long output still in the pipes (a background grandchild may hold them open) is
-/// waited for after the child has exited.
+/// How long the child's pipes may stay quiet after it has exited (a background grandchild
+/// may hold them open) before cordon stops waiting for their end. Time spent delivering
+/// output to a slow reader of cordon's own does not count.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// Arguments of `cordon run`.
@@ -256,6 +258,8 @@ impl Session<'_> {
             .map(|(reader, stream)| {
                 let (scanner, reporter) = (scanner.clone(), reporter.clone());
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                let activity = Arc::new(output::Activity::default());
+                let watched = activity.clone();
                 std::thread::spawn(move || {
                     let filtered = match stream {
                         Stream::Stderr => output::pump(
@@ -265,6 +269,7 @@ impl Session<'_> {
                             &scanner,
                             action,
                             &reporter,
+                            &activity,
                         ),
                         _ => output::pump(
                             reader,
@@ -273,11 +278,12 @@ impl Session<'_> {
                             &scanner,
                             action,
                             &reporter,
+                            &activity,
                         ),
                     };
                     let _ = done_tx.send(filtered);
                 });
-                done_rx
+                (done_rx, watched)
             })
             .collect();
 
@@ -305,8 +311,8 @@ impl Session<'_> {
             if let Some(why) = refused {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                for filter in filters {
-                    let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+                for (done, activity) in filters {
+                    drain_output(done, &activity).await;
                 }
                 drop(raw);
                 running.stop(DRAIN_AFTER_EXIT).await;
@@ -316,8 +322,8 @@ impl Session<'_> {
             }
         }
         let code = crate::run::wait_forwarding(&mut child, pty.as_ref(), signals).await;
-        for filter in filters {
-            let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+        for (done, activity) in filters {
+            drain_output(done, &activity).await;
         }
         drop(raw);
         drop(bridge);
@@ -329,6 +335,27 @@ impl Session<'_> {
             }
         }
         code
+    }
+}
+
+/// Waits, once the child has exited, for a filter to reach the end of the child's pipe:
+/// for as long as it delivers output (however slowly cordon's own output is read), and
+/// until the pipe has been quiet for [`OUTPUT_AFTER_EXIT`].
+async fn drain_output<T>(done: tokio::sync::oneshot::Receiver<T>, activity: &output::Activity) {
+    tokio::pin!(done);
+    let mut seen = activity.moves();
+    loop {
+        if tokio::time::timeout(OUTPUT_AFTER_EXIT, &mut done)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let moves = activity.moves();
+        if moves == seen && !activity.writing() {
+            return;
+        }
+        seen = moves;
     }
 }
 

@@ -12,6 +12,7 @@ use crate::config::ScanAction;
 use crate::metrics::Metrics;
 use crate::scan::{Finding, Redactor, ScanStream, Scanner};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +99,33 @@ pub struct Filtered {
     pub findings: u64,
 }
 
+/// What a filter is doing, so that cordon can tell, once the child is gone, output still
+/// being delivered (to a reader of cordon's own output that is slow to take it) from a
+/// pipe that only a background process holds open.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Set while the filter writes to cordon's own output.
+    writing: AtomicBool,
+    /// Counts reads from the child and writes to cordon's output.
+    moves: AtomicU64,
+}
+
+impl Activity {
+    /// Whether the filter is writing to cordon's output (blocked there, perhaps).
+    pub fn writing(&self) -> bool {
+        self.writing.load(Ordering::SeqCst)
+    }
+
+    /// How many reads and writes the filter has made so far.
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::SeqCst)
+    }
+
+    fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// One direction of the filter: scans, redacts or cuts, and writes on.
 enum Pass {
     Redact(Redactor),
@@ -171,7 +199,8 @@ impl Pass {
 }
 
 /// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
-/// own thread (blocking reads, so the idle wait is a `poll` on the pipe).
+/// own thread (blocking reads, so the idle wait is a `poll` on the pipe). `activity` shows
+/// what it is doing.
 pub fn pump(
     mut from: impl Read + std::os::fd::AsFd,
     mut to: impl Write,
@@ -179,6 +208,7 @@ pub fn pump(
     scanner: &Arc<Scanner>,
     action: ScanAction,
     reporter: &Reporter,
+    activity: &Activity,
 ) -> Filtered {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut pass = Pass::new(scanner, action);
@@ -191,7 +221,14 @@ pub fn pump(
     let mut emit = |out: &[u8], findings: &[Finding], filtered: &mut Filtered| -> bool {
         filtered.findings += findings.len() as u64;
         reporter.report(stream, action, findings);
-        out.is_empty() || (to.write_all(out).is_ok() && to.flush().is_ok())
+        if out.is_empty() {
+            return true;
+        }
+        activity.writing.store(true, Ordering::SeqCst);
+        let written = to.write_all(out).is_ok() && to.flush().is_ok();
+        activity.writing.store(false, Ordering::SeqCst);
+        activity.moved();
+        written
     };
     loop {
         if pass.holding() {
@@ -215,6 +252,7 @@ pub fn pump(
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        activity.moved();
         filtered.bytes += n as u64;
         let (out, findings) = pass.step(Some(&buf[..n]), stream);
         if !emit(&out, &findings, &mut filtered) {
@@ -283,7 +321,15 @@ mod tests {
         let sink = Sink::default();
         let out = sink.clone();
         let handle = std::thread::spawn(move || {
-            pump(reader, out, Stream::Stdout, &scanner, action, &reporter)
+            pump(
+                reader,
+                out,
+                Stream::Stdout,
+                &scanner,
+                action,
+                &reporter,
+                &Activity::default(),
+            )
         });
         (writer, sink, handle)
     }
