@@ -952,6 +952,67 @@ fn secrets_in_the_childs_output_are_redacted_and_recorded() {
 }
 
 #[test]
+fn a_rotated_credential_in_the_childs_output_is_redacted() {
+    // A `file` credential changes while the command runs; the value it changed to is what
+    // the command prints (the README admits the command can read what the user can). The
+    // output filter must know the value cordon now holds, not only the one from the start.
+    let setup = Setup::new("run-rotate");
+    let key_file = setup.dir.join("rotating.key");
+    let first = token("first");
+    let second = token("second");
+    std::fs::write(&key_file, &first).unwrap();
+    let trail = setup.audit();
+    let yaml = format!(
+        r#"version: 1
+agent: {{ name: run-test }}
+dns: {{ upstream: ["{dns}"] }}
+egress: []
+credentials:
+  rotating:
+    source: {{ file: "{key}", refresh: 100ms }}
+    inject: {{ header: Authorization, value: "Bearer {{secret}}" }}
+scanning: {{ output: redact }}
+audit: {{ path: "{trail}", fsync: none }}
+"#,
+        dns = setup.dns.addr(),
+        key = key_file.display(),
+        trail = trail.display(),
+    );
+    let config = setup.dir.join("rotating.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let go = setup.dir.join("go");
+    // Waits for the rotation, then prints the file between two quiet pauses.
+    let script = format!(
+        "echo waiting; while [ ! -e '{go}' ]; do sleep 0.05; done; sleep 1.5; \
+         cat '{key}'; echo; sleep 0.5; echo done",
+        go = go.display(),
+        key = key_file.display()
+    );
+    let mut run = Running::start(cordon_run(
+        &["--config", config.to_str().unwrap()],
+        &["sh", "-c", &script],
+    ));
+    run.wait_stdout("waiting", LIMIT);
+    std::fs::write(&key_file, &second).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let done = run.finish(LIMIT);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let stdout = done.stdout_text();
+    assert!(
+        !stdout.contains(&second) && !stdout.contains(&first),
+        "the rotated value is redacted: {}",
+        stdout
+            .replace(&second, "<second>")
+            .replace(&first, "<first>")
+    );
+    assert!(
+        stdout.contains("[REDACTED:credential:rotating]"),
+        "{}",
+        stdout.replace(&second, "<second>")
+    );
+}
+
+#[test]
 fn a_secret_split_across_two_quick_writes_is_still_redacted() {
     let setup = Setup::new("run-split");
     let config = setup.config(None, "redact");

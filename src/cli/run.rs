@@ -252,11 +252,13 @@ impl Session<'_> {
             stamp: state.stamp.clone(),
             metrics: state.metrics.clone(),
         };
-        let scanner = state.scanning.scanner();
         let filters: Vec<_> = readers
             .into_iter()
             .map(|(reader, stream)| {
-                let (scanner, reporter) = (scanner.clone(), reporter.clone());
+                let reporter = reporter.clone();
+                // The current scanner: it knows a credential's value after a rotation too.
+                let state = state.clone();
+                let scanner = move || state.scanning.scanner();
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel();
                 let activity = Arc::new(output::Activity::default());
                 let watched = activity.clone();

@@ -199,19 +199,21 @@ impl Pass {
 }
 
 /// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
-/// own thread (blocking reads, so the idle wait is a `poll` on the pipe). `activity` shows
-/// what it is doing.
+/// own thread (blocking reads, so the idle wait is a `poll` on the pipe). `scanner` gives
+/// the current scanner (rebuilt when a credential's value changes); a new one is taken up
+/// whenever nothing is held back. `activity` shows what the pump is doing.
 pub fn pump(
     mut from: impl Read + std::os::fd::AsFd,
     mut to: impl Write,
     stream: Stream,
-    scanner: &Arc<Scanner>,
+    scanner: &dyn Fn() -> Arc<Scanner>,
     action: ScanAction,
     reporter: &Reporter,
     activity: &Activity,
 ) -> Filtered {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut pass = Pass::new(scanner, action);
+    let mut using = scanner();
+    let mut pass = Pass::new(&using, action);
     let mut filtered = Filtered::default();
     let mut buf = vec![0u8; CHUNK];
     let idle = Timespec {
@@ -241,7 +243,8 @@ pub fn pump(
                     return filtered;
                 }
                 if !cut {
-                    pass = Pass::new(scanner, action);
+                    using = scanner();
+                    pass = Pass::new(&using, action);
                 }
                 continue;
             }
@@ -254,6 +257,14 @@ pub fn pump(
         };
         activity.moved();
         filtered.bytes += n as u64;
+        if !pass.holding() && !matches!(pass, Pass::Block { cut: true, .. }) {
+            // Nothing held back: a scanner rebuilt since (a rotated credential) takes over.
+            let current = scanner();
+            if !Arc::ptr_eq(&current, &using) {
+                using = current;
+                pass = Pass::new(&using, action);
+            }
+        }
         let (out, findings) = pass.step(Some(&buf[..n]), stream);
         if !emit(&out, &findings, &mut filtered) {
             // Our own output is gone (a closed pipe): closing the child's pipe gives it the
@@ -325,7 +336,7 @@ mod tests {
                 reader,
                 out,
                 Stream::Stdout,
-                &scanner,
+                &|| scanner.clone(),
                 action,
                 &reporter,
                 &Activity::default(),
