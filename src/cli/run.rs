@@ -202,6 +202,11 @@ impl Session<'_> {
                 .map_err(|err| {
                     format!("--isolate: cannot isolate: {err}; the command was not run")
                 }),
+            // Never fall through to running the command unisolated.
+            (Some(_), None) => Err(
+                "--isolate: cannot isolate: cordon's DNS listener did not start; the command was not run"
+                    .to_owned(),
+            ),
             _ if pty.is_some() => crate::run::session_command(&self.args.command),
             _ => {
                 let mut cmd = tokio::process::Command::new(&program);
