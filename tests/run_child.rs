@@ -906,6 +906,55 @@ fn the_child_holds_the_placeholder_and_never_the_secret() {
 }
 
 #[test]
+fn an_exec_plugin_does_not_carry_the_real_values_of_env_credentials() {
+    // An exec plug-in runs as the same user as the command and is dumpable, so while it
+    // runs (at start and at every refresh) its /proc/<pid>/environ is open to the command.
+    // The real values cordon read from its environment must therefore not be in it.
+    let setup = Setup::new("run-exec-env");
+    let seen = setup.dir.join("plugin-saw");
+    let plugin = setup.dir.join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\n\
+             if [ -n \"${{{SOURCE_VAR}+set}}\" ]; then echo present; else echo absent; fi > '{seen}'\n\
+             echo '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"plugin-token\"}}}}'\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = format!(
+        r#"version: 1
+agent: {{ name: run-test }}
+dns: {{ upstream: ["{dns}"] }}
+egress: []
+credentials:
+  demo:
+    source: {{ env: {SOURCE_VAR} }}
+    inject: {{ header: Authorization, value: "Bearer {{secret}}" }}
+  plugged:
+    source: {{ exec: {{ command: ["{plugin}"], timeout: 5s }} }}
+    inject: {{ header: X-Plugged, value: "{{secret}}" }}
+audit: {{ path: "{trail}", fsync: none }}
+"#,
+        dns = setup.dns.addr(),
+        plugin = plugin.display(),
+        trail = setup.audit().display(),
+    );
+    let config = setup.dir.join("plugged.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let done = setup.run(&config, &["true"]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default().trim(),
+        "absent",
+        "the plug-in ran without the env credential's variable"
+    );
+}
+
+#[test]
 fn secrets_in_the_childs_output_are_redacted_and_recorded() {
     let setup = Setup::new("run-redact");
     let config = setup.config(None, "redact");
