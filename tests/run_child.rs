@@ -1226,17 +1226,29 @@ fn output_a_slow_reader_has_not_taken_yet_is_delivered_after_the_child_exits() {
 }
 
 #[test]
-fn a_quiet_background_process_holding_the_pipes_does_not_keep_cordon_running() {
+fn a_background_process_holding_the_pipes_does_not_keep_cordon_running() {
     let setup = Setup::new("run-background");
     let config = setup.config(None, "redact");
-    let run =
-        Running::start(setup.command(&config, &["sh", "-c", "sleep 60 & echo started; exit 3"]));
-    let started = run.started;
-    let done = run.finish(LIMIT);
-    assert_eq!(done.code, 3, "{}", done.stderr);
-    assert_eq!(done.stdout_text(), "started\n");
-    let took = done.exited.duration_since(started);
-    assert!(took < Duration::from_secs(8), "cordon took {took:?}");
+    for (script, quiet) in [
+        ("sleep 60 & echo started; exit 3", true),
+        // One that keeps printing, to a reader that keeps up.
+        (
+            "(i=0; while [ $i -lt 300 ]; do echo tick; sleep 0.2; i=$((i+1)); done) & echo started; exit 3",
+            false,
+        ),
+    ] {
+        let run = Running::start(setup.command(&config, &["sh", "-c", script]));
+        let started = run.started;
+        let done = run.finish(LIMIT);
+        assert_eq!(done.code, 3, "{}", done.stderr);
+        let stdout = done.stdout_text();
+        assert!(stdout.starts_with("started\n"), "{stdout}");
+        if quiet {
+            assert_eq!(stdout, "started\n");
+        }
+        let took = done.exited.duration_since(started);
+        assert!(took < Duration::from_secs(8), "{script}: cordon took {took:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

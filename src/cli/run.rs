@@ -19,9 +19,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long the isolation helper's report is still waited for once it has exited (it
 /// reports before it starts the command, so the report is then already queued).
 const REPORT_AFTER_EXIT: Duration = Duration::from_millis(500);
-/// How long the child's pipes may stay quiet after it has exited (a background grandchild
-/// may hold them open) before cordon stops waiting for their end. Time spent delivering
-/// output to a slow reader of cordon's own does not count.
+/// How long cordon waits for the end of the child's pipes once it has exited (a background
+/// grandchild may hold them open), unless it is still delivering output to a slow reader
+/// of its own.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// Arguments of `cordon run`.
@@ -346,23 +346,17 @@ impl Session<'_> {
 }
 
 /// Waits, once the child has exited, for a filter to reach the end of the child's pipe:
-/// for as long as it delivers output (however slowly cordon's own output is read), and
-/// until the pipe has been quiet for [`OUTPUT_AFTER_EXIT`].
+/// for as long as it is delivering output (however slowly cordon's own output is read),
+/// else for [`OUTPUT_AFTER_EXIT`] at a time.
 async fn drain_output<T>(done: tokio::sync::oneshot::Receiver<T>, activity: &output::Activity) {
     tokio::pin!(done);
-    let mut seen = activity.moves();
-    loop {
-        if tokio::time::timeout(OUTPUT_AFTER_EXIT, &mut done)
-            .await
-            .is_ok()
-        {
+    while tokio::time::timeout(OUTPUT_AFTER_EXIT, &mut done)
+        .await
+        .is_err()
+    {
+        if !activity.writing() {
             return;
         }
-        let moves = activity.moves();
-        if moves == seen && !activity.writing() {
-            return;
-        }
-        seen = moves;
     }
 }
 

@@ -12,7 +12,7 @@ use crate::config::ScanAction;
 use crate::metrics::Metrics;
 use crate::scan::{Finding, Redactor, ScanStream, Scanner};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,23 +106,12 @@ pub struct Filtered {
 pub struct Activity {
     /// Set while the filter writes to cordon's own output.
     writing: AtomicBool,
-    /// Counts reads from the child and writes to cordon's output.
-    moves: AtomicU64,
 }
 
 impl Activity {
     /// Whether the filter is writing to cordon's output (blocked there, perhaps).
     pub fn writing(&self) -> bool {
         self.writing.load(Ordering::SeqCst)
-    }
-
-    /// How many reads and writes the filter has made so far.
-    pub fn moves(&self) -> u64 {
-        self.moves.load(Ordering::SeqCst)
-    }
-
-    fn moved(&self) {
-        self.moves.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -229,7 +218,6 @@ pub fn pump(
         activity.writing.store(true, Ordering::SeqCst);
         let written = to.write_all(out).is_ok() && to.flush().is_ok();
         activity.writing.store(false, Ordering::SeqCst);
-        activity.moved();
         written
     };
     loop {
@@ -255,7 +243,6 @@ pub fn pump(
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        activity.moved();
         filtered.bytes += n as u64;
         if !pass.holding() && !matches!(pass, Pass::Block { cut: true, .. }) {
             // Nothing held back: a scanner rebuilt since (a rotated credential) takes over.
