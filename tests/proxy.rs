@@ -909,3 +909,41 @@ fn a_pinned_address_name_from_the_agent_is_resolved_like_any_other_never_decoded
     );
     assert_eq!(record["reason"], "host_mismatch");
 }
+
+#[test]
+fn observe_mode_records_the_deny_boundary_even_behind_an_earlier_refusal() {
+    // A request the deny boundary refuses, made to look like something else first (a Host
+    // header that does not match): its record must still say `boundary`, or a policy
+    // suggested from the trail would allow what the boundary forbids.
+    let origin = Origin::plain();
+    let dns = dns_for(&["origin.test", "other.test"]);
+    let port = origin.port();
+    let cordon = Cordon::start(&config(
+        &dns,
+        &origin_rule(port),
+        "  - { host: origin.test, methods: [DELETE] }",
+        "observe",
+    ));
+    let proxy = cordon.proxy_addr();
+    let r = raw_request(
+        proxy,
+        format!(
+            "DELETE http://origin.test:{port}/forbidden HTTP/1.1\r\nHost: other.test:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(parse_status(&r), 200, "observe mode lets it through");
+    let record = cordon.wait_for_records(|r| r["path"] == "/forbidden", WAIT);
+    assert_eq!(record["decision"], "would_deny");
+    assert_eq!(record["reason"], "boundary", "{record}");
+    let trail = cordon.audit_path();
+    assert_eq!(cordon.stop(), 0);
+    let suggested = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["policy", "suggest", "--from"])
+        .arg(&trail)
+        .output()
+        .expect("cordon policy suggest runs");
+    assert!(suggested.status.success(), "{suggested:?}");
+    let yaml = String::from_utf8_lossy(&suggested.stdout);
+    assert!(!yaml.contains("/forbidden\""), "{yaml}");
+}
