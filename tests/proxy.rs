@@ -864,3 +864,86 @@ fn plain_requests_fall_back_to_the_next_checked_address() {
     let response = get(cordon.proxy_addr(), &url, "");
     assert_denied(&cordon, &response, 502, "upstream_unreachable");
 }
+
+#[test]
+fn a_pinned_address_name_from_the_agent_is_resolved_like_any_other_never_decoded() {
+    // cordon writes the addresses it checked into the upstream URI as
+    // `4-a-b-c-d.cordon-pinned.invalid`; an agent writing such a name itself gets it
+    // resolved (here: it does not resolve) and checked like any name, even in observe mode
+    // and even where the policy allows the name.
+    let origin = Origin::plain();
+    let dns = dns_for(&["origin.test"]);
+    let port = origin.port();
+    let pinned = "4-127-0-0-1.cordon-pinned.invalid";
+    let cordon = Cordon::start(&config(
+        &dns,
+        &format!("  - {{ host: \"{pinned}\", ports: [{port}], allow_ips: [127.0.0.1/32] }}"),
+        "  []",
+        "observe",
+    ));
+    let proxy = cordon.proxy_addr();
+    let r = get(proxy, &format!("http://{pinned}:{port}/pinned"), "");
+    assert_denied(&cordon, &r, 502, "dns_failure");
+    assert!(
+        dns.queries_for(pinned) > 0,
+        "the name was asked about, not decoded"
+    );
+    // Named only in Host, it is a host mismatch (let through in observe mode to the URI's
+    // destination, which cordon checked), never a destination of its own.
+    let r = raw_request(
+        proxy,
+        format!(
+            "GET http://origin.test:{port}/host-only HTTP/1.1\r\nHost: {pinned}:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(parse_status(&r), 200, "{}", String::from_utf8_lossy(&r));
+    let seen: Vec<String> = origin.requests().iter().map(|r| r.path()).collect();
+    assert!(seen.iter().all(|p| p != "/pinned"), "{seen:?}");
+    let record = cordon.wait_for_records(|r| r["path"] == "/host-only", WAIT);
+    assert_eq!(
+        record["host"],
+        "origin.test",
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert_eq!(record["reason"], "host_mismatch");
+}
+
+#[test]
+fn observe_mode_records_the_deny_boundary_even_behind_an_earlier_refusal() {
+    // A request the deny boundary refuses, made to look like something else first (a Host
+    // header that does not match): its record must still say `boundary`, or a policy
+    // suggested from the trail would allow what the boundary forbids.
+    let origin = Origin::plain();
+    let dns = dns_for(&["origin.test", "other.test"]);
+    let port = origin.port();
+    let cordon = Cordon::start(&config(
+        &dns,
+        &origin_rule(port),
+        "  - { host: origin.test, methods: [DELETE] }",
+        "observe",
+    ));
+    let proxy = cordon.proxy_addr();
+    let r = raw_request(
+        proxy,
+        format!(
+            "DELETE http://origin.test:{port}/forbidden HTTP/1.1\r\nHost: other.test:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(parse_status(&r), 200, "observe mode lets it through");
+    let record = cordon.wait_for_records(|r| r["path"] == "/forbidden", WAIT);
+    assert_eq!(record["decision"], "would_deny");
+    assert_eq!(record["reason"], "boundary", "{record}");
+    let trail = cordon.audit_path();
+    assert_eq!(cordon.stop(), 0);
+    let suggested = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["policy", "suggest", "--from"])
+        .arg(&trail)
+        .output()
+        .expect("cordon policy suggest runs");
+    assert!(suggested.status.success(), "{suggested:?}");
+    let yaml = String::from_utf8_lossy(&suggested.stdout);
+    assert!(!yaml.contains("/forbidden\""), "{yaml}");
+}

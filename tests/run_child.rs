@@ -906,6 +906,55 @@ fn the_child_holds_the_placeholder_and_never_the_secret() {
 }
 
 #[test]
+fn an_exec_plugin_does_not_carry_the_real_values_of_env_credentials() {
+    // An exec plug-in runs as the same user as the command and is dumpable, so while it
+    // runs (at start and at every refresh) its /proc/<pid>/environ is open to the command.
+    // The real values cordon read from its environment must therefore not be in it.
+    let setup = Setup::new("run-exec-env");
+    let seen = setup.dir.join("plugin-saw");
+    let plugin = setup.dir.join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\n\
+             if [ -n \"${{{SOURCE_VAR}+set}}\" ]; then echo present; else echo absent; fi > '{seen}'\n\
+             echo '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"plugin-token\"}}}}'\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = format!(
+        r#"version: 1
+agent: {{ name: run-test }}
+dns: {{ upstream: ["{dns}"] }}
+egress: []
+credentials:
+  demo:
+    source: {{ env: {SOURCE_VAR} }}
+    inject: {{ header: Authorization, value: "Bearer {{secret}}" }}
+  plugged:
+    source: {{ exec: {{ command: ["{plugin}"], timeout: 5s }} }}
+    inject: {{ header: X-Plugged, value: "{{secret}}" }}
+audit: {{ path: "{trail}", fsync: none }}
+"#,
+        dns = setup.dns.addr(),
+        plugin = plugin.display(),
+        trail = setup.audit().display(),
+    );
+    let config = setup.dir.join("plugged.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let done = setup.run(&config, &["true"]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap_or_default().trim(),
+        "absent",
+        "the plug-in ran without the env credential's variable"
+    );
+}
+
+#[test]
 fn secrets_in_the_childs_output_are_redacted_and_recorded() {
     let setup = Setup::new("run-redact");
     let config = setup.config(None, "redact");
@@ -949,6 +998,67 @@ fn secrets_in_the_childs_output_are_redacted_and_recorded() {
         );
     }
     setup.assert_clean(&done, &[&github]);
+}
+
+#[test]
+fn a_rotated_credential_in_the_childs_output_is_redacted() {
+    // A `file` credential changes while the command runs; the value it changed to is what
+    // the command prints (the README admits the command can read what the user can). The
+    // output filter must know the value cordon now holds, not only the one from the start.
+    let setup = Setup::new("run-rotate");
+    let key_file = setup.dir.join("rotating.key");
+    let first = token("first");
+    let second = token("second");
+    std::fs::write(&key_file, &first).unwrap();
+    let trail = setup.audit();
+    let yaml = format!(
+        r#"version: 1
+agent: {{ name: run-test }}
+dns: {{ upstream: ["{dns}"] }}
+egress: []
+credentials:
+  rotating:
+    source: {{ file: "{key}", refresh: 100ms }}
+    inject: {{ header: Authorization, value: "Bearer {{secret}}" }}
+scanning: {{ output: redact }}
+audit: {{ path: "{trail}", fsync: none }}
+"#,
+        dns = setup.dns.addr(),
+        key = key_file.display(),
+        trail = trail.display(),
+    );
+    let config = setup.dir.join("rotating.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let go = setup.dir.join("go");
+    // Waits for the rotation, then prints the file between two quiet pauses.
+    let script = format!(
+        "echo waiting; while [ ! -e '{go}' ]; do sleep 0.05; done; sleep 1.5; \
+         cat '{key}'; echo; sleep 0.5; echo done",
+        go = go.display(),
+        key = key_file.display()
+    );
+    let mut run = Running::start(cordon_run(
+        &["--config", config.to_str().unwrap()],
+        &["sh", "-c", &script],
+    ));
+    run.wait_stdout("waiting", LIMIT);
+    std::fs::write(&key_file, &second).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let done = run.finish(LIMIT);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let stdout = done.stdout_text();
+    assert!(
+        !stdout.contains(&second) && !stdout.contains(&first),
+        "the rotated value is redacted: {}",
+        stdout
+            .replace(&second, "<second>")
+            .replace(&first, "<first>")
+    );
+    assert!(
+        stdout.contains("[REDACTED:credential:rotating]"),
+        "{}",
+        stdout.replace(&second, "<second>")
+    );
 }
 
 #[test]
@@ -1071,6 +1181,74 @@ fn a_partial_prompt_line_reaches_cordons_stdout_before_the_child_exits() {
         lead >= Duration::from_millis(1500),
         "the prompt arrived only {lead:?} before cordon exited"
     );
+}
+
+#[test]
+fn output_a_slow_reader_has_not_taken_yet_is_delivered_after_the_child_exits() {
+    // `cordon run -- cmd | less`: the child writes everything into the pipes and exits
+    // while whatever reads cordon's stdout is still looking at the first page. What cordon
+    // holds then is still the child's output and must be delivered once it is read.
+    const SIZE: usize = 100_000;
+    let setup = Setup::new("run-slow-reader");
+    let config = setup.config(None, "redact");
+    let marker = setup.dir.join("child-exited");
+    let script = format!(
+        "head -c {SIZE} /dev/zero | tr '\\0' x; : > '{}'",
+        marker.display()
+    );
+    let mut child = setup
+        .command(&config, &["sh", "-c", &script])
+        .spawn()
+        .expect("spawn cordon");
+    let stderr = collect(child.stderr.take().unwrap(), Chunks::default());
+    let deadline = Instant::now() + LIMIT;
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the child never finished writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The reader comes back well after the child has gone.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .expect("read cordon's stdout");
+    let status = child.wait().expect("wait for cordon");
+    let _ = stderr.join();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout.len(), SIZE, "every byte the child wrote arrives");
+    assert!(stdout.iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn a_background_process_holding_the_pipes_does_not_keep_cordon_running() {
+    let setup = Setup::new("run-background");
+    let config = setup.config(None, "redact");
+    for (script, quiet) in [
+        ("sleep 60 & echo started; exit 3", true),
+        // One that keeps printing, to a reader that keeps up.
+        (
+            "(i=0; while [ $i -lt 300 ]; do echo tick; sleep 0.2; i=$((i+1)); done) & echo started; exit 3",
+            false,
+        ),
+    ] {
+        let run = Running::start(setup.command(&config, &["sh", "-c", script]));
+        let started = run.started;
+        let done = run.finish(LIMIT);
+        assert_eq!(done.code, 3, "{}", done.stderr);
+        let stdout = done.stdout_text();
+        assert!(stdout.starts_with("started\n"), "{stdout}");
+        if quiet {
+            assert_eq!(stdout, "started\n");
+        }
+        let took = done.exited.duration_since(started);
+        assert!(took < Duration::from_secs(8), "{script}: cordon took {took:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

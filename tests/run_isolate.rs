@@ -89,12 +89,16 @@ exit {exit_code}
 /// Whether this machine lets cordon make its namespaces (the same `unshare` call it makes,
 /// minus the program). Without them a test says SKIPPED, except in CI, where it must run.
 fn isolation_available(test: &str) -> bool {
-    let mut unshare = Command::new("unshare");
-    if !rustix::process::geteuid().is_root() {
-        unshare.args(["--user", "--map-root-user"]);
-    }
-    let works = unshare
-        .args(["--net", "--mount", "--propagation", "private", "true"])
+    let works = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "true",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -385,4 +389,58 @@ fn expect_lines(ran: &Ran, expected: &[(&str, &str)]) {
             ran.both()
         );
     }
+}
+
+/// Whatever user cordon runs as (root included), the isolated child has no rights over
+/// cordon's own namespaces: entering cordon's network namespace (its grandparent's: the
+/// child's parent is the helper inside) fails, so the origin on the host's loopback is
+/// never reached around the proxy, and cordon's environment stays closed to it.
+#[test]
+fn an_isolated_child_cannot_enter_cordons_network_namespace() {
+    if !isolation_available("an_isolated_child_cannot_enter_cordons_network_namespace") {
+        return;
+    }
+    if Command::new("nsenter")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED an_isolated_child_cannot_enter_cordons_network_namespace: no nsenter");
+        return;
+    }
+    let origin = Origin::plain();
+    let dns = DnsServer::start(&[]);
+    let dir = unique_temp_dir("run-isolate-setns");
+    let (config, _trail) = write_config(&dir, dns.addr(), origin.port());
+    let script = format!(
+        r#"
+cordon=$(awk '/^PPid:/ {{print $2}}' /proc/$PPID/status)
+echo "cordon-comm $(cat /proc/$cordon/comm)"
+nsenter --net=/proc/$cordon/ns/net \
+  curl -q -sS --noproxy '*' --max-time 5 -o /dev/null http://127.0.0.1:{port}/escaped 2>/dev/null
+echo "setns $?"
+if tr '\0' '\n' < /proc/$cordon/environ 2>/dev/null | grep -q '^CORDON_TEST_OUTSIDE='; then
+  echo "environ readable"
+else
+  echo "environ closed"
+fi
+"#,
+        port = origin.port()
+    );
+    let ran = run_isolated(
+        &config,
+        &script,
+        &[("CORDON_TEST_OUTSIDE", OsString::from("1"))],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.both());
+    expect_lines(&ran, &[("cordon-comm", "cordon"), ("environ", "closed")]);
+    assert_ne!(ran.line("setns").as_deref(), Some("0"), "{}", ran.both());
+    assert!(
+        origin.requests().is_empty(),
+        "nothing reached the origin around cordon: {}",
+        ran.both()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -161,3 +161,50 @@ fn an_isolated_command_gets_its_terminal_too() {
     assert!(shown.contains("interrupts:1"), "{shown}");
     assert_eq!(code, 42, "{shown}");
 }
+
+#[test]
+fn a_background_job_on_a_terminal_runs_instead_of_stopping() {
+    // `cordon run -- cmd &` from an interactive shell: cordon is not in the terminal's
+    // foreground group, so it must not take the terminal (raw mode would stop it with
+    // SIGTTOU before the command ever ran); the command runs as it would without cordon.
+    let dir = unique_temp_dir("tty-background");
+    let inner = format!(
+        "{} run --audit {} -- sh -c 'echo from-the-command; exit 3' & sleep 3; jobs -l; wait $!; echo \"status:$?\"",
+        env!("CARGO_BIN_EXE_cordon"),
+        dir.join("audit.jsonl").display(),
+    );
+    let shell = format!("bash --norc --noprofile -ic {}", shell_quote(&inner));
+    let mut term = Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .env("XDG_STATE_HOME", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (bsdutils) runs");
+    let mut stdout = term.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if term.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            // A stopped cordon keeps the shell waiting: end it all.
+            let _ = term.kill();
+            let _ = term.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(term.stdin.take());
+    let shown = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!shown.contains("Stopped"), "{shown}");
+    assert!(shown.contains("from-the-command"), "{shown}");
+    assert!(shown.contains("status:3"), "{shown}");
+}

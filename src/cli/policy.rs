@@ -166,7 +166,7 @@ fn entry(out: &mut String, host: &str, port: u16, dest: &Destination) {
     let mut methods_by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut skipped = Vec::new();
     for (method, path) in dest.requests.keys() {
-        if path_is_literal(path) {
+        if method_is_literal(method) && path_is_literal(path) {
             methods_by_path.entry(path).or_default().insert(method);
         } else {
             skipped.push(q(&format!("{method} {path}")));
@@ -182,7 +182,7 @@ fn entry(out: &mut String, host: &str, port: u16, dest: &Destination) {
     if !skipped.is_empty() {
         let _ = writeln!(
             out,
-            "  # Not allowed on {host}:{port} (a pattern cannot name these paths exactly): {}",
+            "  # Not allowed on {host}:{port} (a rule cannot name these methods or paths exactly): {}",
             skipped.join("; ")
         );
     }
@@ -204,12 +204,25 @@ fn entry(out: &mut String, host: &str, port: u16, dest: &Destination) {
     out.push_str(&entry);
 }
 
-/// Whether a recorded path can be written as a pattern matching exactly itself.
+/// Whether a recorded path can be written as a pattern matching exactly itself: already
+/// normal (observe mode records an ambiguous path as the agent wrote it), and spelled the
+/// same as a pattern (which has no percent-escapes, wildcards or `${`).
 fn path_is_literal(path: &str) -> bool {
-    path.starts_with('/')
-        && !path.contains('*')
+    !path.contains('*')
         && !path.contains("${")
-        && !path.chars().any(char::is_control)
+        && crate::policy::normalize_path(path).is_ok_and(|normal| normal == path)
+        && crate::policy::PathPattern::parse(path).is_ok_and(|pattern| pattern.matches(path))
+}
+
+/// Whether a recorded method can be listed as itself: the config upper-cases methods and
+/// refuses `*`, so anything else would name a different method, or not load.
+fn method_is_literal(method: &str) -> bool {
+    !method.is_empty()
+        && method != "*"
+        && method != "CONNECT"
+        && method.bytes().all(|b| {
+            b.is_ascii_digit() || b.is_ascii_uppercase() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
 }
 
 #[cfg(test)]
@@ -293,6 +306,34 @@ mod tests {
             crate::policy::TlsMode::Passthrough
         );
         assert!(yaml.contains("iam.test:443"), "boundary refusals are named");
+    }
+
+    #[test]
+    fn paths_and_methods_a_rule_cannot_spell_are_left_out_not_fatal() {
+        // A percent-escape the normal form keeps, an ambiguous path observe mode let through
+        // as written, a lower-case and a `*` method: none can be a rule matching exactly it.
+        let mut summary = Summary::default();
+        summary.destinations.insert(
+            ("api.test".into(), 80),
+            seen(&[
+                ("GET", "/ok"),
+                ("GET", "/a%20b"),
+                ("GET", "/x/../etc/passwd"),
+                ("GET", "//double"),
+                ("get", "/lower"),
+                ("*", "/star"),
+            ]),
+        );
+        let yaml = render(&summary, Path::new("trail.jsonl"));
+        let config = crate::config::parse(Path::new("s.yaml"), yaml.as_bytes(), &|_| {
+            Err(std::env::VarError::NotPresent)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert!(allows(&config, "api.test", 80, "GET", "/ok"));
+        assert!(!allows(&config, "api.test", 80, "GET", "/lower"), "{yaml}");
+        assert!(!allows(&config, "api.test", 80, "GET", "/star"), "{yaml}");
+        assert!(!allows(&config, "api.test", 80, "POST", "/ok"));
+        assert!(yaml.contains("/a%20b"), "named in a comment: {yaml}");
     }
 
     #[test]

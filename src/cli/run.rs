@@ -11,6 +11,7 @@ use crate::run::{env, isolate, terminal, RunDir};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long in-flight requests may finish after the child has exited.
@@ -18,8 +19,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long the isolation helper's report is still waited for once it has exited (it
 /// reports before it starts the command, so the report is then already queued).
 const REPORT_AFTER_EXIT: Duration = Duration::from_millis(500);
-/// How long output still in the pipes (a background grandchild may hold them open) is
-/// waited for after the child has exited.
+/// How long cordon waits for the end of the child's pipes once it has exited (a background
+/// grandchild may hold them open), unless it is still delivering output to a slow reader
+/// of its own.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// Arguments of `cordon run`.
@@ -200,6 +202,11 @@ impl Session<'_> {
                 .map_err(|err| {
                     format!("--isolate: cannot isolate: {err}; the command was not run")
                 }),
+            // Never fall through to running the command unisolated.
+            (Some(_), None) => Err(
+                "--isolate: cannot isolate: cordon's DNS listener did not start; the command was not run"
+                    .to_owned(),
+            ),
             _ if pty.is_some() => crate::run::session_command(&self.args.command),
             _ => {
                 let mut cmd = tokio::process::Command::new(&program);
@@ -250,12 +257,16 @@ impl Session<'_> {
             stamp: state.stamp.clone(),
             metrics: state.metrics.clone(),
         };
-        let scanner = state.scanning.scanner();
         let filters: Vec<_> = readers
             .into_iter()
             .map(|(reader, stream)| {
-                let (scanner, reporter) = (scanner.clone(), reporter.clone());
+                let reporter = reporter.clone();
+                // The current scanner: it knows a credential's value after a rotation too.
+                let state = state.clone();
+                let scanner = move || state.scanning.scanner();
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                let activity = Arc::new(output::Activity::default());
+                let watched = activity.clone();
                 std::thread::spawn(move || {
                     let filtered = match stream {
                         Stream::Stderr => output::pump(
@@ -265,6 +276,7 @@ impl Session<'_> {
                             &scanner,
                             action,
                             &reporter,
+                            &activity,
                         ),
                         _ => output::pump(
                             reader,
@@ -273,11 +285,12 @@ impl Session<'_> {
                             &scanner,
                             action,
                             &reporter,
+                            &activity,
                         ),
                     };
                     let _ = done_tx.send(filtered);
                 });
-                done_rx
+                (done_rx, watched)
             })
             .collect();
 
@@ -305,8 +318,8 @@ impl Session<'_> {
             if let Some(why) = refused {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                for filter in filters {
-                    let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+                for (done, activity) in filters {
+                    drain_output(done, &activity).await;
                 }
                 drop(raw);
                 running.stop(DRAIN_AFTER_EXIT).await;
@@ -316,8 +329,8 @@ impl Session<'_> {
             }
         }
         let code = crate::run::wait_forwarding(&mut child, pty.as_ref(), signals).await;
-        for filter in filters {
-            let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, filter).await;
+        for (done, activity) in filters {
+            drain_output(done, &activity).await;
         }
         drop(raw);
         drop(bridge);
@@ -329,6 +342,21 @@ impl Session<'_> {
             }
         }
         code
+    }
+}
+
+/// Waits, once the child has exited, for a filter to reach the end of the child's pipe:
+/// for as long as it is delivering output (however slowly cordon's own output is read),
+/// else for [`OUTPUT_AFTER_EXIT`] at a time.
+async fn drain_output<T>(done: tokio::sync::oneshot::Receiver<T>, activity: &output::Activity) {
+    tokio::pin!(done);
+    while tokio::time::timeout(OUTPUT_AFTER_EXIT, &mut done)
+        .await
+        .is_err()
+    {
+        if !activity.writing() {
+            return;
+        }
     }
 }
 

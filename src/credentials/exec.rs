@@ -15,10 +15,19 @@ const EXEC_INFO: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind
 /// Runs `command` (argv, `command[0]` an absolute path) and parses its ExecCredential.
 ///
 /// stderr goes nowhere: a plug-in may print the token there, and cordon's own stderr is
-/// its log. Errors report the exit status only, never any output.
-pub(super) async fn run(command: &[String], timeout: Duration) -> Result<Fetched, String> {
+/// its log. Errors report the exit status only, never any output. The variables named in
+/// `hidden` (where other credentials' real values are) are removed from its environment.
+pub(super) async fn run(
+    command: &[String],
+    timeout: Duration,
+    hidden: &[String],
+) -> Result<Fetched, String> {
     let program = &command[0];
-    let mut child = tokio::process::Command::new(program)
+    let mut cmd = tokio::process::Command::new(program);
+    for var in hidden {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
         .args(&command[1..])
         .env("KUBERNETES_EXEC_INFO", EXEC_INFO)
         .stdin(Stdio::null())

@@ -250,6 +250,8 @@ pub struct CredentialCache {
     wake: Notify,
     metrics: crate::metrics::Metrics,
     tls: Arc<oauth2::TlsSetup>,
+    /// The variables `env` sources read: an exec plug-in runs without them.
+    private_env: Arc<[String]>,
 }
 
 impl CredentialCache {
@@ -257,6 +259,7 @@ impl CredentialCache {
         spec: CredentialSpec,
         metrics: &crate::metrics::Metrics,
         tls: Arc<oauth2::TlsSetup>,
+        private_env: Arc<[String]>,
     ) -> CredentialCache {
         CredentialCache {
             spec,
@@ -266,6 +269,7 @@ impl CredentialCache {
             wake: Notify::new(),
             metrics: metrics.clone(),
             tls,
+            private_env,
         }
     }
 
@@ -418,7 +422,11 @@ impl CredentialCache {
             SourceSpec::File { path, .. } => {
                 read_token_file(path, &mut state.file_stamp, trigger != Trigger::Scheduled).await
             }
-            SourceSpec::Exec { command, timeout } => exec::run(command, *timeout).await.map(Some),
+            SourceSpec::Exec { command, timeout } => {
+                exec::run(command, *timeout, &self.private_env)
+                    .await
+                    .map(Some)
+            }
             SourceSpec::OAuth2 {
                 token_url,
                 client_id,
@@ -607,6 +615,16 @@ impl Credentials {
         metrics: &crate::metrics::Metrics,
     ) -> Credentials {
         let tls = Arc::new(oauth2::tls_setup(extra_roots));
+        // A plug-in runs as the same user as the agent and is dumpable: whatever is in its
+        // environment can be read through /proc while it runs. The real values cordon read
+        // from its own environment stay out of it.
+        let private_env: Arc<[String]> = specs
+            .iter()
+            .filter_map(|spec| match &spec.source {
+                SourceSpec::Env(var) => Some(var.clone()),
+                _ => None,
+            })
+            .collect();
         let caches: Vec<Arc<CredentialCache>> = specs
             .iter()
             .map(|spec| {
@@ -614,6 +632,7 @@ impl Credentials {
                     spec.clone(),
                     metrics,
                     Arc::clone(&tls),
+                    Arc::clone(&private_env),
                 ))
             })
             .collect();

@@ -70,7 +70,12 @@ impl Exchange {
         if self.state.mode != Mode::Observe || !reason.observable() {
             return false;
         }
-        if self.would_deny.is_none() {
+        // The first refusal is the record's reason, except that the deny boundary, which
+        // wins over everything in enforce mode, is never hidden behind an earlier one (a
+        // policy suggested from the trail leaves boundary refusals out).
+        let boundary_first = reason == DenyReason::Boundary
+            && !matches!(self.would_deny, Some((DenyReason::Boundary, _)));
+        if self.would_deny.is_none() || boundary_first {
             tracing::info!(
                 decision_id = self.decision_id(),
                 reason = reason.as_str(),

@@ -1,14 +1,14 @@
 //! `cordon run --isolate`: the child runs in a network namespace of its own whose only
 //! way out is cordon.
 //!
-//! The namespace is made by util-linux `unshare` (network and mount namespaces; a user
-//! namespace too when cordon is not root), which then executes `cordon isolated` inside
-//! it. That helper brings up the namespace's loopback, points `/etc/resolv.conf` (in its
-//! private mount namespace only) at `127.0.0.1`, and listens there on the proxy port and
-//! on port 53. Each connection it accepts is carried over a Unix socket in the run
-//! directory to cordon outside, which hands it to its own proxy and DNS listeners: a
-//! filesystem socket is the one channel that crosses network namespaces without giving
-//! the child a route anywhere. Only then does the helper start the child.
+//! The namespace is made by util-linux `unshare` (user, network and mount namespaces),
+//! which then executes `cordon isolated` inside it. That helper brings up the namespace's
+//! loopback, points `/etc/resolv.conf` (in its private mount namespace only) at
+//! `127.0.0.1`, and listens there on the proxy port and on port 53. Each connection it
+//! accepts is carried over a Unix socket in the run directory to cordon outside, which
+//! hands it to its own proxy and DNS listeners: a filesystem socket is the one channel
+//! that crosses network namespaces without giving the child a route anywhere. Only then
+//! does the helper start the child.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -140,10 +140,12 @@ pub fn command(
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find cordon's own executable: {e}"))?;
     let mut cmd = tokio::process::Command::new(&tools.unshare);
-    if !rustix::process::geteuid().is_root() {
-        // Unprivileged: a user namespace grants the rights to configure the other two.
-        cmd.args(["--user", "--map-root-user"]);
-    }
+    // Always a user namespace, even when cordon is root: it grants the rights to configure
+    // the other two, and only inside them. A child keeping root's capabilities in the
+    // host's user namespace could enter cordon's own network namespace
+    // (/proc/<cordon>/ns/net) and go around it, or read cordon's memory despite it being
+    // not dumpable.
+    cmd.args(["--user", "--map-root-user"]);
     cmd.args(["--net", "--mount", "--propagation", "private", "--"])
         .arg(exe)
         .arg("isolated")

@@ -12,6 +12,7 @@ use crate::config::ScanAction;
 use crate::metrics::Metrics;
 use crate::scan::{Finding, Redactor, ScanStream, Scanner};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +99,22 @@ pub struct Filtered {
     pub findings: u64,
 }
 
+/// What a filter is doing, so that cordon can tell, once the child is gone, output still
+/// being delivered (to a reader of cordon's own output that is slow to take it) from a
+/// pipe that only a background process holds open.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Set while the filter writes to cordon's own output.
+    writing: AtomicBool,
+}
+
+impl Activity {
+    /// Whether the filter is writing to cordon's output (blocked there, perhaps).
+    pub fn writing(&self) -> bool {
+        self.writing.load(Ordering::SeqCst)
+    }
+}
+
 /// One direction of the filter: scans, redacts or cuts, and writes on.
 enum Pass {
     Redact(Redactor),
@@ -171,17 +188,21 @@ impl Pass {
 }
 
 /// Copies `from` to `to` through the scanner until `from` ends or `to` fails; runs on its
-/// own thread (blocking reads, so the idle wait is a `poll` on the pipe).
+/// own thread (blocking reads, so the idle wait is a `poll` on the pipe). `scanner` gives
+/// the current scanner (rebuilt when a credential's value changes); a new one is taken up
+/// whenever nothing is held back. `activity` shows what the pump is doing.
 pub fn pump(
     mut from: impl Read + std::os::fd::AsFd,
     mut to: impl Write,
     stream: Stream,
-    scanner: &Arc<Scanner>,
+    scanner: &dyn Fn() -> Arc<Scanner>,
     action: ScanAction,
     reporter: &Reporter,
+    activity: &Activity,
 ) -> Filtered {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut pass = Pass::new(scanner, action);
+    let mut using = scanner();
+    let mut pass = Pass::new(&using, action);
     let mut filtered = Filtered::default();
     let mut buf = vec![0u8; CHUNK];
     let idle = Timespec {
@@ -191,7 +212,13 @@ pub fn pump(
     let mut emit = |out: &[u8], findings: &[Finding], filtered: &mut Filtered| -> bool {
         filtered.findings += findings.len() as u64;
         reporter.report(stream, action, findings);
-        out.is_empty() || (to.write_all(out).is_ok() && to.flush().is_ok())
+        if out.is_empty() {
+            return true;
+        }
+        activity.writing.store(true, Ordering::SeqCst);
+        let written = to.write_all(out).is_ok() && to.flush().is_ok();
+        activity.writing.store(false, Ordering::SeqCst);
+        written
     };
     loop {
         if pass.holding() {
@@ -204,7 +231,8 @@ pub fn pump(
                     return filtered;
                 }
                 if !cut {
-                    pass = Pass::new(scanner, action);
+                    using = scanner();
+                    pass = Pass::new(&using, action);
                 }
                 continue;
             }
@@ -216,6 +244,14 @@ pub fn pump(
             Err(_) => break,
         };
         filtered.bytes += n as u64;
+        if !pass.holding() && !matches!(pass, Pass::Block { cut: true, .. }) {
+            // Nothing held back: a scanner rebuilt since (a rotated credential) takes over.
+            let current = scanner();
+            if !Arc::ptr_eq(&current, &using) {
+                using = current;
+                pass = Pass::new(&using, action);
+            }
+        }
         let (out, findings) = pass.step(Some(&buf[..n]), stream);
         if !emit(&out, &findings, &mut filtered) {
             // Our own output is gone (a closed pipe): closing the child's pipe gives it the
@@ -283,7 +319,15 @@ mod tests {
         let sink = Sink::default();
         let out = sink.clone();
         let handle = std::thread::spawn(move || {
-            pump(reader, out, Stream::Stdout, &scanner, action, &reporter)
+            pump(
+                reader,
+                out,
+                Stream::Stdout,
+                &|| scanner.clone(),
+                action,
+                &reporter,
+                &Activity::default(),
+            )
         });
         (writer, sink, handle)
     }

@@ -14,9 +14,14 @@ use std::io::IsTerminal;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-/// Whether the child should get a terminal: cordon's stdin and stdout are both one.
+/// Whether the child should get a terminal: cordon's stdin and stdout are both one, and
+/// cordon is in its foreground (a background job that took the terminal into raw mode
+/// would be stopped by SIGTTOU before the command ever ran).
 pub fn wanted() -> bool {
-    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+    std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && rustix::termios::tcgetpgrp(std::io::stdin())
+            .is_ok_and(|group| group == rustix::process::getpgrp())
 }
 
 /// The cordon side of a pseudo-terminal, and the path of the child's side.
