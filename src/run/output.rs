@@ -222,8 +222,17 @@ pub fn pump(
     };
     loop {
         if pass.holding() {
-            let mut fds = [PollFd::new(&from, PollFlags::IN)];
-            if matches!(poll(&mut fds, Some(&idle)), Ok(0)) {
+            // A signal interrupting the wait (SIGWINCH, say) starts it again, so a held
+            // tail is still released after a quiet spell.
+            let quiet = loop {
+                let mut fds = [PollFd::new(&from, PollFlags::IN)];
+                match poll(&mut fds, Some(&idle)) {
+                    Ok(ready) => break ready == 0,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break false,
+                }
+            };
+            if quiet {
                 // Quiet: release the tail, and start a fresh stream.
                 let (out, findings) = pass.step(None, stream);
                 let cut = matches!(pass, Pass::Block { cut: true, .. });
