@@ -535,8 +535,9 @@ const http = require('http'), https = require('https'), tls = require('tls');
 const port = Number(process.argv[1]);
 const proxy = new URL(process.env.HTTPS_PROXY);
 const target = `origin.test:${port}`;
+const auth = 'Basic ' + Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64');
 const connect = http.request({ method: 'CONNECT', host: '127.0.0.1', port: Number(proxy.port),
-                               path: target, headers: { host: target } });
+                               path: target, headers: { host: target, 'proxy-authorization': auth } });
 connect.on('connect', (res, socket) => {
   if (res.statusCode !== 200) { console.log('CONNECT status', res.statusCode); process.exit(3); }
   https.get({ host: 'origin.test', port, path: '/v1/node',
@@ -855,7 +856,15 @@ fn the_child_holds_the_placeholder_and_never_the_secret() {
     assert_eq!(get("NO_PROXY"), None);
     assert_eq!(get("no_proxy"), None);
     let proxy = get("HTTPS_PROXY").expect("HTTPS_PROXY is set");
-    assert!(proxy.starts_with("http://127.0.0.1:"), "{proxy}");
+    // http://cordon:<per-run token>@127.0.0.1:<port> (the token is not printed).
+    let token = proxy
+        .strip_prefix("http://cordon:")
+        .and_then(|rest| rest.split_once("@127.0.0.1:"))
+        .map(|(token, _)| token);
+    assert!(
+        token.is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "HTTPS_PROXY names cordon's loopback proxy with a per-run token"
+    );
     for name in [
         "HTTP_PROXY",
         "ALL_PROXY",
@@ -1403,4 +1412,54 @@ fn assert_client_succeeded(setup: &Setup, origin: &Origin, done: &Done, client: 
     assert_injected(origin, path, &setup.secret);
     assert_injection_recorded(&setup.records(), path);
     setup.assert_clean(done, &[]);
+}
+
+#[test]
+fn the_proxy_answers_only_requests_carrying_the_runs_token() {
+    let setup = Setup::new("run-proxy-token");
+    let origin = Origin::tls(&setup.origin_ca, &["origin.test"]);
+    let config = setup.config(Some(origin.port()), "redact");
+    let url = format!("https://origin.test:{}/v1/token", origin.port());
+    // The same proxy without the token (as another local user would reach it), with a
+    // wrong one, and as given.
+    let script = format!(
+        "bare=\"http://${{HTTPS_PROXY##*@}}\"; \
+         curl -s -o /dev/null -w 'plain-bare:%{{http_code}}\\n' -x \"$bare\" http://origin.test:{port}/v1/token; \
+         curl -s -o /dev/null -w 'connect-bare:%{{http_connect}}\\n' -x \"$bare\" {url}; \
+         curl -s -o /dev/null -w 'wrong:%{{http_code}}\\n' -x \"http://cordon:0000@${{HTTPS_PROXY##*@}}\" http://origin.test:{port}/v1/token; \
+         curl -s -o /dev/null -w 'given:%{{http_code}}\\n' {url}; \
+         printf '%s' \"$HTTPS_PROXY\" > '{saved}'",
+        port = origin.port(),
+        saved = setup.dir.join("proxy-url").display()
+    );
+    let done = setup.run(&config, &["sh", "-c", &script]);
+    let out = setup.scrub(&done.stdout_text(), &[]);
+    for line in [
+        "plain-bare:407",
+        "connect-bare:407",
+        "wrong:407",
+        "given:200",
+    ] {
+        assert!(out.contains(line), "{line} in {out}");
+    }
+    let refused = setup
+        .records()
+        .iter()
+        .filter(|r| r["reason"] == "proxy_auth_required")
+        .count();
+    assert_eq!(refused, 3, "each refusal is recorded");
+    assert_eq!(origin.count(), 1, "only the request with the token arrived");
+    // The token itself is in no record, log line or output of cordon's.
+    let saved = std::fs::read_to_string(setup.dir.join("proxy-url")).unwrap();
+    let token = saved
+        .strip_prefix("http://cordon:")
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(token, _)| token.to_owned())
+        .expect("the child saw a proxy URL with a token");
+    let trail = std::fs::read_to_string(setup.audit()).unwrap();
+    assert!(
+        !trail.contains(&token) && !done.stderr.contains(&token) && !out.contains(&token),
+        "the proxy token appears in cordon's trail or output"
+    );
+    setup.assert_clean(&done, &[]);
 }

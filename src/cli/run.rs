@@ -101,7 +101,15 @@ pub fn run(args: &RunArgs) -> i32 {
         None
     };
     let system = env::system_bundle();
+    // Other local users can reach a loopback port too: the proxy (and the credentials it
+    // injects) answers only requests carrying this run's token, which only the command's
+    // environment holds.
+    let token = match env::proxy_token() {
+        Ok(token) => token,
+        Err(err) => return fail(err),
+    };
     let extras = Extras {
+        proxy_authorization: Some(env::proxy_authorization(&token)),
         // A CA made for this run only: the child trusts it for as long as the run lasts.
         ca_dir: Some(dir.path().join("ca")),
         observe_intercept: observing,
@@ -127,6 +135,7 @@ pub fn run(args: &RunArgs) -> i32 {
         tools,
         system,
         observing,
+        token,
     };
     let code = runtime.block_on(session.run(extras));
     // Pumps still blocked on a pipe a grandchild holds must not keep cordon alive.
@@ -142,6 +151,8 @@ struct Session<'a> {
     tools: Option<isolate::Tools>,
     system: Option<PathBuf>,
     observing: bool,
+    /// The proxy URL's password (a secret: never logged).
+    token: String,
 }
 
 impl Session<'_> {
@@ -225,6 +236,7 @@ impl Session<'_> {
             std::env::vars_os(),
             &self.config,
             proxy,
+            &self.token,
             &bundle,
         ));
         let readers = match wire_stdio(&mut cmd, pty.as_ref()) {

@@ -102,6 +102,8 @@ pub(crate) struct Extras {
     pub observe_intercept: bool,
     /// PEM bundles trusted for origins besides the webpki roots and `tls.extra_roots`.
     pub extra_roots: Vec<std::path::PathBuf>,
+    /// The `Proxy-Authorization` value the proxy requires of every request.
+    pub proxy_authorization: Option<http::HeaderValue>,
 }
 
 /// Listeners bound, state built and tasks running: what `serve`, `dns` and `run` share.
@@ -234,6 +236,7 @@ pub(crate) async fn start(config: Config, role: Role, extras: Extras) -> Result<
         upstream_tls,
         credentials,
         observe_intercept: extras.observe_intercept,
+        proxy_authorization: extras.proxy_authorization,
     };
     let state = Arc::new(State::new(&config, parts));
     let mut tasks = Vec::new();

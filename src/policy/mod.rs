@@ -32,6 +32,8 @@ pub enum DenyReason {
     UpstreamUnreachable,
     /// The request could not be parsed or is not a proxy request.
     MalformedRequest,
+    /// The proxy requires credentials (`cordon run`'s per-run token) the request lacks.
+    ProxyAuthRequired,
     /// The audit trail cannot be written, so nothing is let through.
     AuditUnavailable,
     /// The credential the request needs cannot be obtained; it is never sent without it.
@@ -53,7 +55,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in documentation order.
-    pub const ALL: [DenyReason; 18] = [
+    pub const ALL: [DenyReason; 19] = [
         DenyReason::NotAllowed,
         DenyReason::Boundary,
         DenyReason::HostMismatch,
@@ -64,6 +66,7 @@ impl DenyReason {
         DenyReason::DnsFailure,
         DenyReason::UpstreamUnreachable,
         DenyReason::MalformedRequest,
+        DenyReason::ProxyAuthRequired,
         DenyReason::AuditUnavailable,
         DenyReason::CredentialUnavailable,
         DenyReason::RealSecretUsed,
@@ -87,6 +90,7 @@ impl DenyReason {
             DenyReason::DnsFailure => "dns_failure",
             DenyReason::UpstreamUnreachable => "upstream_unreachable",
             DenyReason::MalformedRequest => "malformed_request",
+            DenyReason::ProxyAuthRequired => "proxy_auth_required",
             DenyReason::AuditUnavailable => "audit_unavailable",
             DenyReason::CredentialUnavailable => "credential_unavailable",
             DenyReason::RealSecretUsed => "real_secret_used",
@@ -102,6 +106,7 @@ impl DenyReason {
     pub fn status(self) -> u16 {
         match self {
             DenyReason::MalformedRequest => 400,
+            DenyReason::ProxyAuthRequired => 407,
             DenyReason::DnsFailure
             | DenyReason::UpstreamUnreachable
             | DenyReason::CredentialUnavailable
@@ -118,6 +123,7 @@ impl DenyReason {
         !matches!(
             self,
             DenyReason::MalformedRequest
+                | DenyReason::ProxyAuthRequired
                 | DenyReason::TlsRequired
                 | DenyReason::DnsFailure
                 | DenyReason::UpstreamUnreachable
@@ -927,7 +933,7 @@ mod tests {
     #[test]
     fn reason_codes() {
         let names: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 19);
         let mut unique = names.clone();
         unique.sort_unstable();
         unique.dedup();

@@ -50,10 +50,39 @@ pub async fn handle(
             "a request may not carry both Content-Length and Transfer-Encoding",
         ));
     }
+    if let Some(expected) = &ex.state().proxy_authorization {
+        if !proxy_authorized(req.headers(), expected) {
+            let mut response = ex.deny(
+                DenyReason::ProxyAuthRequired,
+                "this proxy needs the credentials in the proxy URL cordon run gave the command (HTTP_PROXY)",
+            );
+            response.headers_mut().insert(
+                http::header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"cordon\""),
+            );
+            return Ok(response);
+        }
+    }
     if req.method() == Method::CONNECT {
         return Ok(connect::handle(ex, req).await);
     }
     Ok(forward(ex, req).await)
+}
+
+/// Whether the request carries exactly `expected` as its `Proxy-Authorization`; compared in
+/// constant time.
+fn proxy_authorized(headers: &HeaderMap, expected: &HeaderValue) -> bool {
+    let mut values = headers.get_all(http::header::PROXY_AUTHORIZATION).iter();
+    let (Some(given), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 /// A destination as the request named it.

@@ -59,6 +59,10 @@ pub struct State {
     pub scanning: scan::ScanState,
     /// Observe mode intercepts tunnels no entry covers, to see the requests inside.
     pub observe_intercept: bool,
+    /// When set, every request to the proxy (plain, or the CONNECT of a tunnel) must carry
+    /// exactly this `Proxy-Authorization` value (`cordon run`'s per-run token). A secret:
+    /// never logged or recorded.
+    pub proxy_authorization: Option<http::HeaderValue>,
 }
 
 impl State {
@@ -74,6 +78,7 @@ impl State {
             upstream_tls,
             credentials,
             observe_intercept,
+            proxy_authorization,
         } = parts;
         let mut connector = HttpConnector::new_with_resolver(crate::net::pinned::PinnedAddrs);
         connector.set_nodelay(true);
@@ -99,6 +104,7 @@ impl State {
             stamp,
             scanning,
             observe_intercept,
+            proxy_authorization,
         }
     }
 
@@ -120,6 +126,8 @@ pub struct StateParts {
     pub credentials: Arc<Credentials>,
     /// Observe mode intercepts tunnels no entry covers (needs `ca`).
     pub observe_intercept: bool,
+    /// The `Proxy-Authorization` value every request must carry, if any.
+    pub proxy_authorization: Option<http::HeaderValue>,
 }
 
 /// Counts connections and tunnels still running, so shutdown can wait for them.

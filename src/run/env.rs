@@ -18,6 +18,23 @@ const PROXY_VARS: &[&str] = &[
     "all_proxy",
 ];
 
+/// The user name in the proxy URL (the password is the per-run token).
+pub const PROXY_USER: &str = "cordon";
+
+/// The `Proxy-Authorization` value a client sends for the proxy URL with `token`.
+pub fn proxy_authorization(token: &str) -> http::HeaderValue {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{token}"));
+    http::HeaderValue::from_str(&format!("Basic {basic}")).expect("base64 is a valid header value")
+}
+
+/// A fresh per-run proxy token (128 random bits, hex).
+pub fn proxy_token() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the proxy token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Variables that would exempt destinations from the proxy; removed.
 const NO_PROXY_VARS: &[&str] = &["NO_PROXY", "no_proxy"];
 
@@ -77,11 +94,14 @@ pub fn write_bundle(dir: &Path, system: Option<&Path>, ca_pem: &str) -> Result<P
     Ok(path)
 }
 
-/// The child's environment, built from cordon's own.
+/// The child's environment, built from cordon's own. The proxy URL carries `token` as its
+/// password: the proxy refuses requests without it, so only this command (and what it
+/// starts) can use the proxy and the credentials it injects, not every local user.
 pub fn child_env(
     inherited: impl Iterator<Item = (OsString, OsString)>,
     config: &Config,
     proxy: SocketAddr,
+    token: &str,
     bundle: &Path,
 ) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = inherited.collect();
@@ -94,7 +114,7 @@ pub fn child_env(
             env.remove(&OsString::from(var));
         }
     }
-    let url = format!("http://{proxy}");
+    let url = format!("http://{PROXY_USER}:{token}@{proxy}");
     for name in PROXY_VARS {
         env.insert(name.into(), url.clone().into());
     }
@@ -144,6 +164,7 @@ mod tests {
             inherited,
             &config,
             "127.0.0.1:4000".parse().unwrap(),
+            "t0k",
             Path::new("/run/b.pem"),
         );
         let get = |k: &str| env.get(&OsString::from(k)).map(|v| v.to_str().unwrap());
@@ -151,8 +172,9 @@ mod tests {
         assert_eq!(get("OPENAI_API_KEY"), Some("CORDON_PLACEHOLDER_OPENAI"));
         assert_eq!(get("NO_PROXY"), None);
         assert_eq!(get("no_proxy"), None);
-        assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:4000"));
-        assert_eq!(get("all_proxy"), Some("http://127.0.0.1:4000"));
+        assert_eq!(get("HTTPS_PROXY"), Some("http://cordon:t0k@127.0.0.1:4000"));
+        assert_eq!(get("all_proxy"), Some("http://cordon:t0k@127.0.0.1:4000"));
+        assert_eq!(proxy_authorization("t0k"), "Basic Y29yZG9uOnQwaw==");
         assert_eq!(get("GIT_SSL_CAINFO"), Some("/run/b.pem"));
         assert_eq!(get("HOME"), Some("/home/a"));
     }
