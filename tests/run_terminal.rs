@@ -208,3 +208,28 @@ fn a_background_job_on_a_terminal_runs_instead_of_stopping() {
     assert!(shown.contains("from-the-command"), "{shown}");
     assert!(shown.contains("status:3"), "{shown}");
 }
+
+#[test]
+fn with_cordons_stderr_redirected_the_commands_stderr_follows_it() {
+    let dir = unique_temp_dir("tty-stderr");
+    let errors = dir.join("errors.log");
+    let inner = format!(
+        "{} run --audit {} -- sh -c {} 2> {}",
+        env!("CARGO_BIN_EXE_cordon"),
+        dir.join("audit.jsonl").display(),
+        shell_quote("test -t 1 && echo stdout-is-a-terminal; test -t 2 || echo to-the-log >&2"),
+        errors.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("XDG_STATE_HOME", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(shown.contains("stdout-is-a-terminal"), "{shown}");
+    assert!(!shown.contains("to-the-log"), "{shown}");
+    let logged = std::fs::read_to_string(&errors).unwrap();
+    assert!(logged.contains("to-the-log"), "{logged}");
+    let _ = std::fs::remove_dir_all(dir);
+}

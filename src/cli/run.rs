@@ -447,6 +447,8 @@ fn wire_stdio(
     cmd: &mut tokio::process::Command,
     pty: Option<&terminal::Pty>,
 ) -> Result<Vec<(std::fs::File, Stream)>, String> {
+    use std::io::IsTerminal;
+    let pipe = || std::io::pipe().map_err(|e| format!("cannot create the output pipes: {e}"));
     if let Some(pty) = pty {
         let slave = pty
             .open_slave()
@@ -455,15 +457,24 @@ fn wire_stdio(
             f.try_clone()
                 .map_err(|e| format!("cannot open the pseudo-terminal: {e}"))
         };
-        cmd.stdin(clone(&slave)?)
-            .stdout(clone(&slave)?)
-            .stderr(slave);
+        cmd.stdin(clone(&slave)?).stdout(clone(&slave)?);
         let reader = pty
             .reader()
             .map_err(|e| format!("cannot read the pseudo-terminal: {e}"))?;
-        return Ok(vec![(reader, Stream::Terminal)]);
+        let mut readers = vec![(reader, Stream::Terminal)];
+        if std::io::stderr().is_terminal() {
+            cmd.stderr(slave);
+        } else {
+            // cordon's stderr goes elsewhere (`2> log`): so does the command's.
+            let (err_r, err_w) = pipe()?;
+            cmd.stderr(err_w);
+            readers.push((
+                std::fs::File::from(std::os::fd::OwnedFd::from(err_r)),
+                Stream::Stderr,
+            ));
+        }
+        return Ok(readers);
     }
-    let pipe = || std::io::pipe().map_err(|e| format!("cannot create the output pipes: {e}"));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     cmd.stdin(std::process::Stdio::inherit())
