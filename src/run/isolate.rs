@@ -299,8 +299,80 @@ async fn relay_dns_udp(socket: UdpSocket, to: PathBuf) {
                 std::io::Result::Ok(answer)
             };
             if let Ok(Ok(answer)) = tokio::time::timeout(DNS_TIMEOUT, ask).await {
+                let answer = fit_for_udp(&query, answer);
                 let _ = socket.send_to(&answer, peer).await;
             }
         });
+    }
+}
+
+/// An answer fetched over the stream, made fit for the UDP client that asked: when it is
+/// larger than the client said it can take (512 bytes, or its EDNS size), the records are
+/// left out and the answer marked truncated, so the client asks again over TCP.
+fn fit_for_udp(query: &[u8], answer: Vec<u8>) -> Vec<u8> {
+    use hickory_proto::op::Message;
+    let limit = Message::from_vec(query)
+        .ok()
+        .and_then(|q| {
+            q.extensions()
+                .as_ref()
+                .map(|e| usize::from(e.max_payload()))
+        })
+        .unwrap_or(512)
+        .max(512);
+    if answer.len() <= limit {
+        return answer;
+    }
+    let Ok(mut message) = Message::from_vec(&answer) else {
+        return answer;
+    };
+    message.take_answers();
+    message.take_name_servers();
+    message.take_additionals();
+    message.set_truncated(true);
+    message.to_vec().unwrap_or(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_for_udp;
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::rdata::TXT;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    fn query(name: &str) -> Message {
+        let mut q = Message::new();
+        q.set_id(7)
+            .set_message_type(MessageType::Query)
+            .add_query(Query::query(
+                Name::from_ascii(name).unwrap(),
+                RecordType::TXT,
+            ));
+        q
+    }
+
+    #[test]
+    fn large_answers_are_truncated_for_udp_and_small_ones_pass() {
+        let q = query("big.test.");
+        let mut big = q.clone();
+        big.set_message_type(MessageType::Response);
+        for i in 0..20 {
+            big.add_answer(Record::from_rdata(
+                Name::from_ascii("big.test.").unwrap(),
+                60,
+                RData::TXT(TXT::new(vec![format!("{i:03}").repeat(30)])),
+            ));
+        }
+        let bytes = big.to_vec().unwrap();
+        assert!(bytes.len() > 512);
+        let fitted = Message::from_vec(&fit_for_udp(&q.to_vec().unwrap(), bytes)).unwrap();
+        assert!(fitted.truncated());
+        assert!(fitted.answers().is_empty());
+        assert_eq!(fitted.id(), 7);
+
+        let mut small = q.clone();
+        small.set_message_type(MessageType::Response);
+        let bytes = small.to_vec().unwrap();
+        assert_eq!(fit_for_udp(&q.to_vec().unwrap(), bytes.clone()), bytes);
     }
 }
