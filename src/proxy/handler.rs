@@ -25,7 +25,7 @@ const MAX_INTENT: usize = 256;
 pub async fn handle(
     state: Arc<State>,
     conn: Arc<ConnFlags>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut ex = Exchange::new(state, req.method().as_str());
     ex.record.intent = intent(req.headers());
@@ -63,6 +63,9 @@ pub async fn handle(
             return Ok(response);
         }
     }
+    // Credentials for cordon itself, never forwarded: they are not the agent's traffic, so
+    // the outbound scan does not see them either.
+    req.headers_mut().remove(http::header::PROXY_AUTHORIZATION);
     if req.method() == Method::CONNECT {
         return Ok(connect::handle(ex, req).await);
     }
