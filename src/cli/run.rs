@@ -3,7 +3,7 @@
 //! trusts cordon's per-run CA and placeholders for its keys; its output filtered; its exit
 //! code returned. Without `--config`, cordon observes and prints an inventory at the end.
 
-use crate::cli::serve::{start, Extras, Role};
+use crate::cli::serve::{start, Extras, Role, Running};
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::run::output::{self, Reporter, Stream};
@@ -155,83 +155,80 @@ struct Session<'a> {
     token: String,
 }
 
+/// Why the command did not run (or not as asked): the exit code, and the message to print
+/// once the terminal is back to normal (`None` when it was printed already).
+struct NotRun(i32, Option<String>);
+
+impl From<String> for NotRun {
+    fn from(message: String) -> NotRun {
+        NotRun(2, Some(message))
+    }
+}
+
+/// A filter thread's result, and how to tell it is still delivering output.
+type Filter = (
+    tokio::sync::oneshot::Receiver<output::Filtered>,
+    Arc<output::Activity>,
+);
+
 impl Session<'_> {
+    /// Listeners up, the command run and waited for, listeners down, the inventory.
     async fn run(self, extras: Extras) -> i32 {
-        let fail = |message: String| {
-            eprintln!("cordon run: {message}");
-            2
-        };
         let trail = self.config.audit.path.clone();
-        let action = self.config.scanning.output;
         let running = match start(self.config.clone(), Role::Run, extras).await {
             Ok(running) => running,
-            Err(err) => return fail(err),
+            Err(err) => {
+                eprintln!("cordon run: {err}");
+                return 2;
+            }
         };
-        let state = running.state.clone();
+        let outcome = self.supervise(&running).await;
+        running.stop(DRAIN_AFTER_EXIT).await;
+        match outcome {
+            Ok(code) => {
+                if self.observing {
+                    match crate::audit::summary::summarize(
+                        &trail,
+                        crate::audit::summary::Scope::LastRun,
+                    ) {
+                        Ok(summary) => eprint!("{}", summary.inventory(&trail)),
+                        Err(err) => eprintln!("cordon run: no inventory: {err}"),
+                    }
+                }
+                code
+            }
+            Err(NotRun(code, message)) => {
+                if let Some(message) = message {
+                    eprintln!("cordon run: {message}");
+                }
+                code
+            }
+        }
+    }
+
+    /// Starts the command behind the running proxy and waits for it; its exit code.
+    async fn supervise(&self, running: &Running) -> Result<i32, NotRun> {
+        let state = &running.state;
         let ca_pem = state
             .ca
             .as_ref()
             .map(|ca| ca.cert_pem())
             .unwrap_or_default();
-        let bundle = match env::write_bundle(self.dir.path(), self.system.as_deref(), &ca_pem) {
-            Ok(bundle) => bundle,
-            Err(err) => {
-                running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(err);
-            }
-        };
-        let Some(proxy) = running.proxy_addr else {
-            running.stop(DRAIN_AFTER_EXIT).await;
-            return fail("the proxy listener did not start".into());
-        };
-        let program = self.args.command[0].clone();
+        let bundle = env::write_bundle(self.dir.path(), self.system.as_deref(), &ca_pem)?;
+        let proxy = running
+            .proxy_addr
+            .ok_or_else(|| "the proxy listener did not start".to_owned())?;
         // On a terminal, the child gets one too (a pseudo-terminal cordon reads from).
-        let pty = if terminal::wanted() {
-            match terminal::Pty::open() {
-                Ok(pty) => Some(pty),
-                Err(err) => {
-                    tracing::warn!(error = %err, "no pseudo-terminal; the command's output goes through pipes");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let mut bridge = None;
-        let built = match (&self.tools, running.dns_addr) {
-            (Some(tools), Some(dns)) => isolate::Bridge::open(self.dir.path(), proxy, dns)
-                .and_then(|b| {
-                    bridge = Some(b);
-                    isolate::command(
-                        tools,
-                        self.dir.path(),
-                        proxy.port(),
-                        pty.is_some(),
-                        &self.args.command,
-                    )
-                })
-                .map_err(|err| {
-                    format!("--isolate: cannot isolate: {err}; the command was not run")
-                }),
-            // Never fall through to running the command unisolated.
-            (Some(_), None) => Err(
-                "--isolate: cannot isolate: cordon's DNS listener did not start; the command was not run"
-                    .to_owned(),
-            ),
-            _ if pty.is_some() => crate::run::session_command(&self.args.command),
-            _ => {
-                let mut cmd = tokio::process::Command::new(&program);
-                cmd.args(&self.args.command[1..]);
-                Ok(cmd)
-            }
-        };
-        let mut cmd = match built {
-            Ok(cmd) => cmd,
-            Err(err) => {
-                running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(err);
-            }
-        };
+        let pty = terminal::wanted()
+            .then(|| {
+                terminal::Pty::open()
+                    .map_err(|err| {
+                        tracing::warn!(error = %err, "no pseudo-terminal; the command's output goes through pipes")
+                    })
+                    .ok()
+            })
+            .flatten();
+        let (mut cmd, bridge) = self.command(running, proxy, pty.is_some())?;
         cmd.env_clear().envs(env::child_env(
             std::env::vars_os(),
             &self.config,
@@ -239,37 +236,87 @@ impl Session<'_> {
             &self.token,
             &bundle,
         ));
-        let readers = match wire_stdio(&mut cmd, pty.as_ref()) {
-            Ok(readers) => readers,
-            Err(err) => {
-                running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(err);
-            }
-        };
+        let readers = wire_stdio(&mut cmd, pty.as_ref())?;
+
         let raw = pty.as_ref().and_then(|_| terminal::RawMode::enter().ok());
         let signals = crate::run::Signals::catch();
-        let spawned = crate::run::spawn(&mut cmd, &program);
+        let spawned = crate::run::spawn(&mut cmd, &self.args.command[0]);
         // Our copies of the child's ends must close, or the filters never see the end.
         drop(cmd);
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(code) => {
+        let mut child = spawned.map_err(|code| NotRun(code, None))?;
+        if let Some(writer) = pty.as_ref().and_then(|pty| pty.writer().ok()) {
+            terminal::forward_input(writer);
+        }
+        let filters = self.filter_output(state, readers);
+
+        if let Some(bridge) = &bridge {
+            if let Some(why) = isolation_refused(bridge, &mut child).await {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                for (done, activity) in filters {
+                    drain_output(done, &activity).await;
+                }
                 drop(raw);
-                running.stop(DRAIN_AFTER_EXIT).await;
-                return code;
-            }
-        };
-        if let Some(pty) = &pty {
-            if let Ok(writer) = pty.writer() {
-                terminal::forward_input(writer);
+                return Err(
+                    format!("--isolate: cannot isolate: {why}; the command was not run").into(),
+                );
             }
         }
+        let code = crate::run::wait_forwarding(&mut child, pty.as_ref(), signals).await;
+        for (done, activity) in filters {
+            drain_output(done, &activity).await;
+        }
+        drop(raw);
+        Ok(code)
+    }
+
+    /// The command to spawn: the child itself, or `cordon session` (on a terminal), or
+    /// `unshare … cordon isolated` with the bridge it reports to (`--isolate`).
+    fn command(
+        &self,
+        running: &Running,
+        proxy: SocketAddr,
+        session: bool,
+    ) -> Result<(tokio::process::Command, Option<isolate::Bridge>), String> {
+        let cannot =
+            |err: String| format!("--isolate: cannot isolate: {err}; the command was not run");
+        match (&self.tools, running.dns_addr) {
+            (Some(tools), Some(dns)) => {
+                let bridge = isolate::Bridge::open(self.dir.path(), proxy, dns).map_err(cannot)?;
+                let cmd = isolate::command(
+                    tools,
+                    self.dir.path(),
+                    proxy.port(),
+                    session,
+                    &self.args.command,
+                )
+                .map_err(cannot)?;
+                Ok((cmd, Some(bridge)))
+            }
+            // Never fall through to running the command unisolated.
+            (Some(_), None) => Err(cannot("cordon's DNS listener did not start".into())),
+            (None, _) if session => Ok((crate::run::session_command(&self.args.command)?, None)),
+            (None, _) => {
+                let mut cmd = tokio::process::Command::new(&self.args.command[0]);
+                cmd.args(&self.args.command[1..]);
+                Ok((cmd, None))
+            }
+        }
+    }
+
+    /// One thread per output stream of the child, through the scanner to cordon's own.
+    fn filter_output(
+        &self,
+        state: &Arc<crate::proxy::State>,
+        readers: Vec<(std::fs::File, Stream)>,
+    ) -> Vec<Filter> {
+        let action = self.config.scanning.output;
         let reporter = Reporter {
             audit: state.audit.clone(),
             stamp: state.stamp.clone(),
             metrics: state.metrics.clone(),
         };
-        let filters: Vec<_> = readers
+        readers
             .into_iter()
             .map(|(reader, stream)| {
                 let reporter = reporter.clone();
@@ -304,56 +351,35 @@ impl Session<'_> {
                 });
                 (done_rx, watched)
             })
-            .collect();
+            .collect()
+    }
+}
 
-        if let Some(bridge) = &bridge {
-            let ready = bridge.ready();
-            tokio::pin!(ready);
-            let first = tokio::select! {
-                ready = &mut ready => Ok(ready),
-                status = child.wait() => Err(status),
-            };
-            let refused = match first {
-                Ok(ready) => ready.err(),
-                // A quick command can be over before its helper's report is read: the
-                // report (readiness or the problem) is then already queued on the socket.
-                Err(status) => match tokio::time::timeout(REPORT_AFTER_EXIT, &mut ready).await {
-                    Ok(ready) => ready.err(),
-                    Err(_) => Some(match status {
-                        Ok(status) => format!(
-                            "the namespace could not be created ({status}; see the message above)"
-                        ),
-                        Err(err) => format!("the namespace helper failed: {err}"),
-                    }),
-                },
-            };
-            if let Some(why) = refused {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                for (done, activity) in filters {
-                    drain_output(done, &activity).await;
+/// Waits for the isolation helper's report; `Some(why)` when the namespace could not be
+/// set up (the command has not run).
+async fn isolation_refused(
+    bridge: &isolate::Bridge,
+    child: &mut tokio::process::Child,
+) -> Option<String> {
+    let ready = bridge.ready();
+    tokio::pin!(ready);
+    let first = tokio::select! {
+        ready = &mut ready => Ok(ready),
+        status = child.wait() => Err(status),
+    };
+    match first {
+        Ok(ready) => ready.err(),
+        // A quick command can be over before its helper's report is read: the report
+        // (readiness or the problem) is then already queued on the socket.
+        Err(status) => match tokio::time::timeout(REPORT_AFTER_EXIT, &mut ready).await {
+            Ok(ready) => ready.err(),
+            Err(_) => Some(match status {
+                Ok(status) => {
+                    format!("the namespace could not be created ({status}; see the message above)")
                 }
-                drop(raw);
-                running.stop(DRAIN_AFTER_EXIT).await;
-                return fail(format!(
-                    "--isolate: cannot isolate: {why}; the command was not run"
-                ));
-            }
-        }
-        let code = crate::run::wait_forwarding(&mut child, pty.as_ref(), signals).await;
-        for (done, activity) in filters {
-            drain_output(done, &activity).await;
-        }
-        drop(raw);
-        drop(bridge);
-        running.stop(DRAIN_AFTER_EXIT).await;
-        if self.observing {
-            match crate::audit::summary::summarize(&trail, crate::audit::summary::Scope::LastRun) {
-                Ok(summary) => eprint!("{}", summary.inventory(&trail)),
-                Err(err) => eprintln!("cordon run: no inventory: {err}"),
-            }
-        }
-        code
+                Err(err) => format!("the namespace helper failed: {err}"),
+            }),
+        },
     }
 }
 
