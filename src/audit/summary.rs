@@ -1,9 +1,8 @@
 //! What an audit trail says happened, counted: the inventory `cordon run` prints and the
 //! input of `cordon policy suggest`. Only a trail whose chain verifies is summarised.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// Requests to one destination (host and port).
@@ -62,37 +61,33 @@ pub enum Scope {
     LastRun,
 }
 
-/// Verifies the chain in `path`, then counts its records (one line at a time: a trail of
-/// any size is summarised in bounded memory).
+/// Counts the records of `path` as its chain is verified, in one pass and bounded memory;
+/// a broken chain gives no summary.
 pub fn summarize(path: &Path, scope: Scope) -> Result<Summary, String> {
-    super::verify_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut summary = Summary::default();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: Value =
-            serde_json::from_str(&line).map_err(|e| format!("{}: {e}", path.display()))?;
+    super::verify::verify_each(path, |record| {
         if scope == Scope::LastRun
-            && str_of(&record, "kind") == Some("config")
-            && str_of(&record, "detail") == Some("cordon run started")
+            && str_of(record, "kind") == Some("config")
+            && str_of(record, "detail") == Some("cordon run started")
         {
             // A later run starts here: only what follows belongs to the last one.
             summary = Summary::default();
         }
-        summary.add(&record);
-    }
+        summary.add(record);
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(summary)
 }
 
-fn str_of<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
+/// One record's fields.
+type Fields = Map<String, Value>;
+
+fn str_of<'a>(record: &'a Fields, key: &str) -> Option<&'a str> {
     record.get(key).and_then(Value::as_str)
 }
 
 impl Summary {
-    fn add(&mut self, record: &Value) {
+    fn add(&mut self, record: &Fields) {
         self.records += 1;
         if self.agent.is_none() {
             self.agent = str_of(record, "agent").map(str::to_owned);
@@ -107,8 +102,8 @@ impl Summary {
                     .into_iter()
                     .flatten()
                 {
-                    let rule = str_of(finding, "rule").unwrap_or("?").to_owned();
-                    let direction = str_of(finding, "direction").unwrap_or("?").to_owned();
+                    let text = |key| finding.get(key).and_then(Value::as_str).unwrap_or("?");
+                    let (rule, direction) = (text("rule").to_owned(), text("direction").to_owned());
                     let host = str_of(record, "host").unwrap_or("").to_owned();
                     *self.findings.entry((direction, rule, host)).or_default() += 1;
                 }
@@ -126,7 +121,7 @@ impl Summary {
         }
     }
 
-    fn add_http(&mut self, record: &Value, decision: &str) {
+    fn add_http(&mut self, record: &Fields, decision: &str) {
         *self.decisions.entry(decision.to_owned()).or_default() += 1;
         let reason = str_of(record, "reason");
         match (decision, reason) {

@@ -1,7 +1,7 @@
 //! `cordon audit verify`: walks the hash chain (see [`super::chain`] for the canonical form).
 
 use super::chain::{self, GENESIS_PREV};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -34,6 +34,15 @@ pub enum VerifyError {
 
 /// Verifies every link of the chain in `path`.
 pub fn verify_file(path: &Path) -> Result<VerifyOk, VerifyError> {
+    verify_each(path, |_| {})
+}
+
+/// Verifies every link of the chain in `path`, handing each record whose link holds (its
+/// fields without `hash`) to `each` in order; a trail read once, for checking and using.
+pub fn verify_each(
+    path: &Path,
+    mut each: impl FnMut(&Map<String, Value>),
+) -> Result<VerifyOk, VerifyError> {
     let io_error = |e: std::io::Error| VerifyError::Io(format!("{}: {e}", path.display()));
     let mut reader = BufReader::new(File::open(path).map_err(io_error)?);
     let mut prev = GENESIS_PREV.to_owned();
@@ -88,6 +97,7 @@ pub fn verify_file(path: &Path) -> Result<VerifyOk, VerifyError> {
                 "hash does not match the record's content (the record was altered)".to_owned(),
             ));
         }
+        each(&record);
         prev = claimed;
     }
 }
