@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod dns;
 pub mod metrics;
 pub mod net;
+pub mod os;
 pub mod policy;
 pub mod proxy;
 pub mod run;

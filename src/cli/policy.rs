@@ -44,10 +44,7 @@ pub fn suggest(from: &Path, out: Option<&Path>) -> i32 {
     0
 }
 
-/// A YAML string scalar (JSON's quoting is valid YAML).
-fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
-}
+use crate::config::yaml_string as q;
 
 /// The suggested config, commented.
 pub fn render(summary: &Summary, from: &Path) -> String {

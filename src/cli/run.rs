@@ -327,26 +327,12 @@ impl Session<'_> {
                 let activity = Arc::new(output::Activity::default());
                 let watched = activity.clone();
                 std::thread::spawn(move || {
-                    let filtered = match stream {
-                        Stream::Stderr => output::pump(
-                            reader,
-                            std::io::stderr(),
-                            stream,
-                            &scanner,
-                            action,
-                            &reporter,
-                            &activity,
-                        ),
-                        _ => output::pump(
-                            reader,
-                            std::io::stdout(),
-                            stream,
-                            &scanner,
-                            action,
-                            &reporter,
-                            &activity,
-                        ),
+                    let to: Box<dyn std::io::Write> = match stream {
+                        Stream::Stderr => Box::new(std::io::stderr()),
+                        Stream::Stdout | Stream::Terminal => Box::new(std::io::stdout()),
                     };
+                    let filtered =
+                        output::pump(reader, to, stream, &scanner, action, &reporter, &activity);
                     let _ = done_tx.send(filtered);
                 });
                 (done_rx, watched)
@@ -417,11 +403,6 @@ fn observe_config(args: &RunArgs) -> Result<Config, String> {
     } else {
         name
     };
-    let quote = |s: &str| {
-        serde_json::to_string(s)
-            .unwrap_or_default()
-            .replace("${", "$${")
-    };
     // Observing, the agent still holds its own keys: blocking them (or redacting a token
     // endpoint's answer) would stop the very session being observed. Traffic findings are
     // recorded and listed in the inventory ("credentials seen in traffic"); what the
@@ -429,8 +410,8 @@ fn observe_config(args: &RunArgs) -> Result<Config, String> {
     let yaml = format!(
         "version: 1\nagent: {{ name: {} }}\nmode: observe\naudit: {{ path: {} }}\n\
          scanning: {{ outbound: log, inbound: log, output: redact }}\n",
-        quote(&name),
-        quote(&audit.to_string_lossy())
+        config::yaml_string(&name),
+        config::yaml_string(&audit.to_string_lossy())
     );
     config::parse(
         Path::new("(cordon run without --config)"),

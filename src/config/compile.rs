@@ -948,7 +948,7 @@ fn find_program(key: &str, program: &str) -> Result<String, Problem> {
                 format!("{program:?} must be an absolute path or a bare name found in PATH"),
             ));
         }
-        if !is_executable(path) {
+        if !crate::os::is_executable(path) {
             return Err(problem(
                 key,
                 format!("{program} does not exist or is not an executable file"),
@@ -959,18 +959,9 @@ fn find_program(key: &str, program: &str) -> Result<String, Problem> {
     if program.is_empty() {
         return Err(problem(key, "must not be empty"));
     }
-    let search = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&search)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
+    crate::os::which(program)
         .map(|found| found.display().to_string())
         .ok_or_else(|| problem(key, format!("{program:?} was not found in PATH")))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn check_token_url(key: &str, raw: &str) -> Result<(), Problem> {

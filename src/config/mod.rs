@@ -213,7 +213,7 @@ pub(crate) fn parse(
 ) -> Result<Config, ConfigError> {
     // The hash covers the bytes as written, before expansion, so it identifies the policy
     // file that was reviewed rather than the environment it happened to run in.
-    let policy_hash = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+    let policy_hash = format!("sha256:{}", crate::os::hex(&Sha256::digest(bytes)));
 
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ConfigError::at(source, "", format_args!("not valid UTF-8: {e}")))?;
@@ -264,9 +264,12 @@ fn yaml_error(source: &Path, err: &serde_yaml_ng::Error) -> ConfigError {
     }
 }
 
-/// Lower-case hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `s` as a YAML string scalar that loads back as exactly `s`: JSON's quoting (valid
+/// YAML), with `${` written `$${` so expansion leaves it alone.
+pub(crate) fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap_or_else(|_| "\"\"".to_owned())
+        .replace("${", "$${")
 }
 
 #[cfg(test)]

@@ -896,3 +896,22 @@ fn scanning_settings_are_validated() {
     let e = error(&with("scanning: {known_values: [{env: A, file: /x}]}\n"));
     assert_contains(&e, &["scanning.known_values[0]", "exactly one"]);
 }
+
+#[test]
+fn yaml_string_loads_back_as_itself() {
+    for raw in [
+        "/tmp/plain.jsonl",
+        "/tmp/a ${HOME} b.jsonl",
+        "/tmp/q\"u'o:te#.jsonl",
+    ] {
+        let yaml = format!(
+            "version: 1\nagent: {{name: t}}\naudit: {{path: {}}}\n",
+            super::yaml_string(raw)
+        );
+        let config = super::parse(Path::new("t.yaml"), yaml.as_bytes(), &|_| {
+            Err(std::env::VarError::NotPresent)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.audit.path, Path::new(raw));
+    }
+}

@@ -120,8 +120,7 @@ impl Secret {
     /// `sha256:` + the first 12 hex digits of the value's SHA-256.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.value.as_bytes());
-        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        format!("sha256:{}", crate::os::hex(&digest[..6]))
     }
 }
 

@@ -204,6 +204,13 @@ impl DnsService {
             }
             let mut record = record.clone();
             record.set_ttl(record.ttl().saturating_sub(age));
+            let address: Option<std::net::IpAddr> = match record.data() {
+                RData::A(a) => Some(a.0.into()),
+                RData::AAAA(a) => Some(a.0.into()),
+                _ => None,
+            };
+            let special =
+                self.block_private && address.is_some_and(|ip| permitted(ip, &allow_ips).is_err());
             match record.data() {
                 RData::CNAME(target) => {
                     let target = target.0.to_lowercase();
@@ -227,24 +234,11 @@ impl DnsService {
                     chain.push(target);
                     kept.push(record);
                 }
-                RData::A(a) if self.block_private && permitted(a.0.into(), &allow_ips).is_err() => {
-                    if self.observe {
-                        would = would.or(Some(DnsReason::PrivateAnswer));
-                        kept.push(record);
-                    } else {
-                        dropped += 1
-                    }
+                _ if special && self.observe => {
+                    would = would.or(Some(DnsReason::PrivateAnswer));
+                    kept.push(record);
                 }
-                RData::AAAA(a)
-                    if self.block_private && permitted(a.0.into(), &allow_ips).is_err() =>
-                {
-                    if self.observe {
-                        would = would.or(Some(DnsReason::PrivateAnswer));
-                        kept.push(record);
-                    } else {
-                        dropped += 1
-                    }
-                }
+                _ if special => dropped += 1,
                 _ if record.record_type() == qtype || record.record_type() == RecordType::CNAME => {
                     kept.push(record)
                 }

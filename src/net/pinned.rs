@@ -16,23 +16,19 @@ const MOST: usize = 6;
 
 /// The host for a URI that dials exactly `addrs`, in order (at most the first six).
 pub fn encode(addrs: &[IpAddr]) -> String {
+    use std::fmt::Write;
     let mut host = String::with_capacity(addrs.len() * 36 + SUFFIX.len());
     for (i, ip) in addrs.iter().take(MOST).enumerate() {
         if i > 0 {
             host.push('.');
         }
-        match ip {
+        let _ = match ip {
             IpAddr::V4(v4) => {
                 let [a, b, c, d] = v4.octets();
-                host.push_str(&format!("4-{a}-{b}-{c}-{d}"));
+                write!(host, "4-{a}-{b}-{c}-{d}")
             }
-            IpAddr::V6(v6) => {
-                host.push_str("6-");
-                for byte in v6.octets() {
-                    host.push_str(&format!("{byte:02x}"));
-                }
-            }
-        }
+            IpAddr::V6(v6) => write!(host, "6-{}", crate::os::hex(&v6.octets())),
+        };
     }
     host.push_str(SUFFIX);
     host

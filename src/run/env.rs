@@ -30,9 +30,7 @@ pub fn proxy_authorization(token: &str) -> http::HeaderValue {
 
 /// A fresh per-run proxy token (128 random bits, hex).
 pub fn proxy_token() -> Result<String, String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the proxy token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::os::random_hex(16).map_err(|e| format!("the proxy token: {e}"))
 }
 
 /// Variables that would exempt destinations from the proxy; removed.

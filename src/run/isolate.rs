@@ -30,7 +30,7 @@ pub struct Tools {
 /// Finds `unshare`, `ip` and `mount`; the error says which is missing.
 pub fn tools() -> Result<Tools, String> {
     let find = |name: &str, package: &str| {
-        crate::run::which(name).ok_or_else(|| {
+        crate::os::which(name).ok_or_else(|| {
             format!(
                 "`{name}` ({package}) was not found on PATH; it is needed to create the namespace"
             )

@@ -12,28 +12,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// A program on `PATH`, as the shell would find it.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let search = std::env::var_os("PATH")?;
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(name))
-        .find(|path| is_executable(path))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// A private (0700) directory for one run's CA, bundle and sockets; removed on drop.
 pub struct RunDir(PathBuf);
 
 impl RunDir {
     /// Creates `$TMPDIR/cordon-run-<pid>-<random>`.
     pub fn create() -> Result<RunDir, String> {
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
-        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let suffix = crate::os::random_hex(6)?;
         let path = std::env::temp_dir().join(format!("cordon-run-{}-{suffix}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)

@@ -163,8 +163,9 @@ impl Pass {
                 if !findings.is_empty() {
                     *cut = true;
                     // Nothing after the first secret passes, not even the rest of this write.
-                    let label = format!("[REDACTED:{}]", findings[0].rule);
-                    if let Some(at) = out.windows(label.len()).position(|w| w == label.as_bytes()) {
+                    let mut label = Vec::new();
+                    crate::scan::push_label(&mut label, &findings[0].rule);
+                    if let Some(at) = out.windows(label.len()).position(|w| w == label) {
                         out.truncate(at + label.len());
                     }
                     let _ = write!(

@@ -330,7 +330,8 @@ fn build_keywords(rules: &[rules::Rule]) -> Result<Option<Keywords>, ScanError> 
     }))
 }
 
-fn push_label(out: &mut Vec<u8>, rule: &str) {
+/// Appends the text that stands in for a redacted finding of `rule`.
+pub(crate) fn push_label(out: &mut Vec<u8>, rule: &str) {
     out.extend_from_slice(b"[REDACTED:");
     out.extend_from_slice(rule.as_bytes());
     out.push(b']');

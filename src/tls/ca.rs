@@ -391,7 +391,7 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
 /// rebuild the issuer without parsing `ca.crt` (see the module docs).
 fn ca_params(key: &KeyPair, now: SystemTime) -> CertificateParams {
     let digest = Sha256::digest(key.public_key_der());
-    let suffix: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::os::hex(&digest[..3]);
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
